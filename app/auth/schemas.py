@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Literal
+from zoneinfo import available_timezones
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
+
+from app.auth.roles import Role
+from app.schemas import InputModel
+
+Language = Literal["en", "ja"]
+_TIMEZONES = available_timezones()
+
+
+def _check_timezone(value: str | None) -> str | None:
+    if value is not None and value not in _TIMEZONES:
+        raise ValueError("not an IANA time zone")
+    return value
+
+
+class UserOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    email: str
+    display_name: str
+    ministry: str
+    role: Role
+    language: Language
+    timezone: str
+    co_chair: bool
+    active: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class UserCreate(InputModel):
+    email: EmailStr
+    display_name: str = Field(min_length=1, max_length=200)
+    ministry: str = Field(min_length=1, max_length=16, description="Ministry code, e.g. DOE")
+    role: Role = "viewer"
+    language: Language = "en"
+    timezone: str | None = Field(default=None, description="IANA zone; the ministry's if omitted")
+    co_chair: bool = False
+    password: str | None = Field(default=None, min_length=12, max_length=200)
+
+    _tz = field_validator("timezone")(_check_timezone)
+
+
+class UserUpdate(InputModel):
+    display_name: str | None = Field(default=None, min_length=1, max_length=200)
+    role: Role | None = None
+    language: Language | None = None
+    timezone: str | None = None
+    co_chair: bool | None = None
+    active: bool | None = None
+    password: str | None = Field(default=None, min_length=12, max_length=200)
+
+    _tz = field_validator("timezone")(_check_timezone)
+
+
+class TokenOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    user_id: uuid.UUID
+    name: str
+    prefix: str = Field(description="The first characters of the token, to recognise it")
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class TokenCreated(TokenOut):
+    token: str = Field(description="The token itself; shown this once and never again")
+
+
+class TokenCreate(InputModel):
+    name: str = Field(min_length=1, max_length=100)
+    expires_at: datetime | None = Field(default=None, description="UTC; none = never expires")

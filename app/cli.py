@@ -1,0 +1,201 @@
+"""The ``rrg`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.config import Settings, get_settings
+from app.db import Database
+
+T = TypeVar("T")
+
+cli = typer.Typer(help="RRG coordination service", no_args_is_help=True, add_completion=False)
+users_cli = typer.Typer(help="Manage users", no_args_is_help=True)
+tokens_cli = typer.Typer(help="Manage API tokens", no_args_is_help=True)
+cli.add_typer(users_cli, name="users")
+cli.add_typer(tokens_cli, name="tokens")
+
+OPENAPI_PATH = Path("openapi/openapi.json")
+DEMO_CREDENTIALS = Path("var/demo-credentials.txt")
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.secho(message, fg=typer.colors.RED, err=True)
+    return typer.Exit(code=1)
+
+
+def run_in_unit_of_work(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    async def main() -> T:
+        db = Database.from_settings(settings)
+        try:
+            async with db.unit_of_work() as session:
+                return await work(session)
+        finally:
+            await db.dispose()
+
+    return asyncio.run(main())
+
+
+def migrate_database(settings: Settings) -> None:
+    from app.migrate import upgrade
+
+    path = settings.sqlite_path()
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.database_url)
+
+
+def database_revision(settings: Settings) -> str | None:
+    from app.migrate import current_revision
+
+    async def main() -> str | None:
+        db = Database.from_settings(settings)
+        try:
+            async with db.engine.connect() as conn:
+                return await conn.run_sync(current_revision)
+        finally:
+            await db.dispose()
+
+    return asyncio.run(main())
+
+
+@cli.command()
+def migrate() -> None:
+    """Bring the database schema to the latest migration."""
+    settings = get_settings()
+    migrate_database(settings)
+    typer.echo(f"database at {database_revision(settings)}")
+
+
+@cli.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (RRG_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (RRG_PORT)")] = None,
+) -> None:
+    """Serve the API, the web client and the scheduler."""
+    import uvicorn
+
+    from app.main import create_app
+    from app.migrate import head_revision
+
+    settings = get_settings()
+    if settings.is_sqlite:
+        migrate_database(settings)  # an embedded database is ours to migrate
+    else:
+        current, head = database_revision(settings), head_revision()
+        if current != head:
+            raise _fail(
+                f"The database is at migration {current}, this version needs {head}. "
+                "Run `rrg migrate` first."
+            )
+    host, port = host or settings.host, port or settings.port
+    typer.echo(f"RRG serving on http://{host}:{port}")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level.lower())
+
+
+@cli.command()
+def demo() -> None:
+    """Load demo users (and the demo scenario) into an empty database; print credentials."""
+    from app.demo import load_demo
+
+    lines = run_in_unit_of_work(get_settings(), load_demo)
+    if lines is None:
+        if DEMO_CREDENTIALS.exists():
+            typer.echo("Demo credentials (from the first run):")
+            typer.echo(DEMO_CREDENTIALS.read_text(), nl=False)
+        else:
+            typer.echo("The database already has users; no demo data loaded.")
+        return
+    text = "\n".join(["email | password | API token", *lines]) + "\n"
+    DEMO_CREDENTIALS.parent.mkdir(parents=True, exist_ok=True)
+    DEMO_CREDENTIALS.touch(mode=0o600)
+    DEMO_CREDENTIALS.write_text(text)
+    typer.echo("Demo users created (credentials kept in " + str(DEMO_CREDENTIALS) + "):")
+    typer.echo(text, nl=False)
+
+
+@cli.command()
+def openapi(
+    output: Annotated[Path, typer.Option(help="Where to write the contract")] = OPENAPI_PATH,
+) -> None:
+    """Write the OpenAPI contract to openapi/openapi.json."""
+    from app.main import create_app
+
+    spec = create_app(Settings(env="test")).openapi()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(spec, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    typer.echo(f"wrote {output}")
+
+
+@users_cli.command("create")
+def users_create(
+    email: Annotated[str, typer.Option()],
+    name: Annotated[str, typer.Option()],
+    ministry: Annotated[str, typer.Option(help="DOE or METI (or a partner's code)")],
+    role: Annotated[str, typer.Option(help="viewer | responder | lead | admin")] = "viewer",
+    co_chair: Annotated[bool, typer.Option("--co-chair")] = False,
+    password_stdin: Annotated[bool, typer.Option("--password-stdin")] = False,
+) -> None:
+    """Create a user."""
+    from pydantic import ValidationError
+
+    from app.auth import service
+    from app.auth.schemas import UserCreate
+    from app.errors import AppError
+
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else None
+    try:
+        data = UserCreate(
+            email=email,
+            display_name=name,
+            ministry=ministry,
+            role=role,
+            co_chair=co_chair,
+            password=password,
+        )
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise _fail(problems) from None
+
+    async def work(session: AsyncSession) -> Any:
+        return await service.create_user(session, data)
+
+    try:
+        user = run_in_unit_of_work(get_settings(), work)
+    except AppError as exc:
+        raise _fail(exc.detail) from None
+    typer.echo(f"created {user.email} ({user.role}, {ministry.upper()}) id={user.id}")
+
+
+@tokens_cli.command("create")
+def tokens_create(
+    email: Annotated[str, typer.Option()],
+    name: Annotated[str, typer.Option()],
+) -> None:
+    """Create an API token for a user and print it (once)."""
+    from app.auth import service
+    from app.auth.schemas import TokenCreate
+
+    async def work(session: AsyncSession) -> str | None:
+        user = await service.find_user_by_email(session, email)
+        if user is None:
+            return None
+        _, plaintext = await service.create_token(session, user, TokenCreate(name=name))
+        return plaintext
+
+    token = run_in_unit_of_work(get_settings(), work)
+    if token is None:
+        raise _fail(f"No user with email {email}")
+    typer.echo(token)
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,58 @@
+"""One Settings object, read from the environment (prefix ``RRG_``)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SECRET_KEY = "dev-insecure-secret-key-change-me"  # noqa: S105 - refused in production
+DEFAULT_DATABASE_URL = "sqlite:///var/rrg.db"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RRG_", extra="ignore")
+
+    env: Literal["development", "test", "production"] = "development"
+    database_url: str = DEFAULT_DATABASE_URL
+    secret_key: SecretStr = SecretStr(DEFAULT_SECRET_KEY)
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    scheduler: Literal["on", "off"] = "on"
+    sweep_interval_seconds: float = Field(default=30, gt=0)
+    webhook_allowlist: list[str] = Field(default_factory=list)
+    log_level: str = "INFO"
+    max_body_bytes: int = 1024 * 1024
+    # Connection pool for PostgreSQL (per process).
+    db_pool_size: int = 10
+    db_max_overflow: int = 20
+
+    @model_validator(mode="after")
+    def _production_needs_a_real_secret(self) -> Settings:
+        secret = self.secret_key.get_secret_value()
+        if self.env == "production" and (not secret or secret == DEFAULT_SECRET_KEY):
+            raise ValueError(
+                "RRG_SECRET_KEY must be set to a non-default value when RRG_ENV=production"
+            )
+        if self.env == "production" and len(secret) < 32:
+            raise ValueError("RRG_SECRET_KEY must be at least 32 characters in production")
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def sqlite_path(self) -> Path | None:
+        """The database file of an embedded SQLite URL (``None`` for other databases)."""
+        if not self.is_sqlite:
+            return None
+        path = self.database_url.split(":///", 1)[1] if ":///" in self.database_url else ""
+        return Path(path) if path and path != ":memory:" else None
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

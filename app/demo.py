@@ -1,0 +1,54 @@
+"""Demo users (and, later, a demo scenario) for a fresh embedded database."""
+
+from __future__ import annotations
+
+import secrets
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth import service as auth_service
+from app.auth.models import User
+from app.auth.roles import ROLES
+from app.auth.schemas import TokenCreate, UserCreate
+
+DEMO_NAMES = {
+    "DOE": {
+        "viewer": "Dana Viewer",
+        "responder": "Riley Responder",
+        "lead": "Logan Lead",
+        "admin": "Alex Admin",
+    },
+    "METI": {
+        "viewer": "閲覧 花子",
+        "responder": "対応 太郎",
+        "lead": "主任 健",
+        "admin": "管理 さくら",
+    },
+}
+
+
+async def load_demo(session: AsyncSession) -> list[str] | None:
+    """Seed demo users into an empty database; return their credentials as lines
+    (``email | password | API token``), or None when the database already has users."""
+    if await session.scalar(select(func.count()).select_from(User)):
+        return None
+    lines = []
+    for ministry, names in DEMO_NAMES.items():
+        for role in ROLES:
+            password = secrets.token_urlsafe(12)
+            user = await auth_service.create_user(
+                session,
+                UserCreate(
+                    email=f"{role}@{ministry.lower()}.demo.rrg",
+                    display_name=names[role],
+                    ministry=ministry,
+                    role=role,
+                    language="ja" if ministry == "METI" else "en",
+                    co_chair=role == "admin",
+                    password=password,
+                ),
+            )
+            _, token = await auth_service.create_token(session, user, TokenCreate(name="demo"))
+            lines.append(f"{user.email} | {password} | {token}")
+    return lines

@@ -1,0 +1,76 @@
+"""Request dependencies every router uses: the unit of work, the caller, role checks."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app import clock
+from app.auth import service as auth_service
+from app.auth.roles import Role, at_least
+from app.auth.service import Principal
+from app.db import Database
+from app.errors import Forbidden, Unauthorized
+
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def get_database(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """The request's unit of work: commits once after the endpoint returns, before the
+    response is sent (so a failed commit is the client's error response), or rolls back."""
+    async with get_database(request).unit_of_work(
+        readonly=request.method in READ_METHODS
+    ) as session:
+        yield session
+
+
+Session = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+_bearer = HTTPBearer(auto_error=False, description="An API token: `rrg_...`")
+
+
+async def current_principal(
+    request: Request,
+    session: Session,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized("A bearer token is required")
+    try:
+        principal, stale = await auth_service.principal_for_token(session, credentials.credentials)
+    except LookupError:
+        raise Unauthorized("The token is invalid, expired or revoked") from None
+    if stale and principal.token_id is not None:
+        if request.method in READ_METHODS:
+            # Reads run read-only; record the use in a short transaction of its own.
+            async with get_database(request).unit_of_work() as writer:
+                await auth_service.touch_token(writer, principal.token_id, clock.now())
+        else:
+            await auth_service.touch_token(session, principal.token_id, clock.now())
+    return principal
+
+
+CurrentUser = Annotated[Principal, Depends(current_principal)]
+
+
+def require_role(minimum: Role) -> Callable[..., Coroutine[Any, Any, Principal]]:
+    """A dependency admitting callers whose role is at least ``minimum``."""
+
+    async def check(principal: CurrentUser) -> Principal:
+        if not at_least(principal.user.role, minimum):
+            raise Forbidden(f"This requires the {minimum} role or higher")
+        return principal
+
+    return check
+
+
+AdminUser = Annotated[Principal, Depends(require_role("admin"))]

@@ -1,0 +1,166 @@
+"""Domain errors and their one mapping to RFC 9457 problem+json responses."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+logger = logging.getLogger("rrg.errors")
+
+PROBLEM_JSON = "application/problem+json"
+PROBLEM_BASE = "urn:rrg:problem:"
+
+
+class AppError(Exception):
+    """A refusal a client can act on. Subclasses fix the status and problem type."""
+
+    status: int = 400
+    slug: str = "bad-request"
+    title: str = "Bad request"
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        extra: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        self.extra = extra or {}
+        self.headers = headers or {}
+
+
+class Unauthorized(AppError):
+    status, slug, title = 401, "unauthorized", "Authentication required"
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+class Forbidden(AppError):
+    status, slug, title = 403, "forbidden", "Forbidden"
+
+
+class NotFound(AppError):
+    status, slug, title = 404, "not-found", "Not found"
+
+
+class Conflict(AppError):
+    status, slug, title = 409, "conflict", "Conflict"
+
+
+class PreconditionFailed(AppError):
+    status, slug, title = 412, "precondition-failed", "Precondition failed"
+
+
+class PreconditionRequired(AppError):
+    status, slug, title = 428, "precondition-required", "Precondition required"
+
+
+class InvalidInput(AppError):
+    """A well-formed request whose values break a rule; names the field."""
+
+    status, slug, title = 422, "validation-error", "Invalid input"
+
+    def __init__(self, field: str, reason: str, *, location: str = "body") -> None:
+        super().__init__(
+            f"{field}: {reason}",
+            extra={"errors": [{"location": location, "field": field, "reason": reason}]},
+        )
+
+
+class TransitionRefused(AppError):
+    """A lifecycle move whose guards do not hold; lists every unmet guard."""
+
+    status, slug, title = 409, "transition-refused", "Transition refused"
+
+    def __init__(self, detail: str, unmet: Sequence[dict[str, str]]) -> None:
+        super().__init__(detail, extra={"unmet": list(unmet)})
+
+
+def problem(
+    status: int,
+    *,
+    title: str | None = None,
+    detail: str | None = None,
+    type_: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
+    body: dict[str, Any] = {
+        "type": type_ or "about:blank",
+        "title": title or phrase,
+        "status": status,
+        "detail": detail or title or phrase,
+    }
+    body.update(extra)
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
+
+
+def _field_name(loc: Sequence[int | str]) -> tuple[str, str]:
+    location = str(loc[0]) if loc else "body"
+    rest = [str(part) for part in loc[1:]]
+    return location, ".".join(rest) if rest else location
+
+
+def validation_errors(errors: Sequence[Any]) -> list[dict[str, str]]:
+    out = []
+    for err in errors:
+        location, field = _field_name(err.get("loc", ()))
+        reason = str(err.get("msg", "invalid"))
+        if err.get("type") == "extra_forbidden":
+            reason = "unknown field"
+        out.append({"location": location, "field": field, "reason": reason})
+    return out
+
+
+async def _app_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AppError)
+    return problem(
+        exc.status,
+        title=exc.title,
+        detail=exc.detail,
+        type_=PROBLEM_BASE + exc.slug,
+        headers=exc.headers,
+        **exc.extra,
+    )
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = validation_errors(exc.errors())
+    detail = "; ".join(f"{e['field']}: {e['reason']}" for e in errors) or "invalid request"
+    return problem(
+        422,
+        title="Invalid input",
+        detail=detail,
+        type_=PROBLEM_BASE + "validation-error",
+        errors=errors,
+    )
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    detail = exc.detail if isinstance(exc.detail, str) else None
+    return problem(exc.status_code, detail=detail, headers=dict(exc.headers or {}))
+
+
+async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
+    logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem(500, detail="An internal error occurred; it has been logged.")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unhandled)

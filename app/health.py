@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from app.deps import get_database
+from app.errors import problem
+from app.migrate import current_revision
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """The process is up (no authentication, no database)."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", responses={503: {"description": "Not ready"}})
+async def readyz(request: Request) -> JSONResponse:
+    """The database answers and its migrations are at head."""
+    db = get_database(request)
+    head: str | None = request.app.state.migration_head
+    try:
+        async with db.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+            current = await conn.run_sync(current_revision)
+    except Exception:
+        return problem(503, detail="The database is unreachable")
+    if current != head:
+        return problem(503, detail=f"Database at migration {current}, expected {head}")
+    return JSONResponse({"status": "ready", "migration": current})

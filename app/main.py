@@ -1,0 +1,56 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+
+from app import health
+from app.auth.router import router as auth_router
+from app.config import Settings, get_settings
+from app.db import Database
+from app.errors import install_error_handlers
+from app.middleware import BodySizeLimit
+from app.migrate import head_revision
+from app.ministries.router import router as ministries_router
+
+logger = logging.getLogger("rrg")
+
+
+def _operation_id(route: APIRoute) -> str:
+    # Stable, readable ids: the endpoint function's name (unique across the app).
+    return route.name
+
+
+def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    owns_db = db is None
+    database = db or Database.from_settings(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            if owns_db:
+                await database.dispose()
+
+    app = FastAPI(
+        title="RRG Coordination Service",
+        version="1.0.0",
+        summary="US-Japan Critical Minerals Supply Security Rapid Response Group",
+        lifespan=lifespan,
+        generate_unique_id_function=_operation_id,
+    )
+    app.state.settings = settings
+    app.state.db = database
+    app.state.migration_head = head_revision()
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    for router in (health.router, auth_router, ministries_router):
+        app.include_router(router)
+    return app

@@ -1,0 +1,41 @@
+"""Run the benchmarks and print one table: ``make bench`` (PostgreSQL at RRG_BENCH_POSTGRES_URL)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from sqlalchemy import text
+
+from app.db import Database
+from bench import driver_choice
+from bench.common import BENCH_POSTGRES_URL, Figure, print_table
+
+BENCHMARKS = {"driver": driver_choice.run}
+
+
+async def ensure_database() -> None:
+    server = Database(BENCH_POSTGRES_URL.rsplit("/", 1)[0] + "/postgres")
+    name = BENCH_POSTGRES_URL.rsplit("/", 1)[1]
+    async with server.engine.connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        exists = await conn.scalar(
+            text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}
+        )
+        if not exists:
+            await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    await server.dispose()
+
+
+def main() -> None:
+    chosen = sys.argv[1:] or list(BENCHMARKS)
+    asyncio.run(ensure_database())
+    figures: list[Figure] = []
+    for name in chosen:
+        print(f"running {name} ...", file=sys.stderr)
+        figures.extend(BENCHMARKS[name]())
+    print_table(figures)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from app import clock
+from app.auth.models import ApiToken
+from app.db import Database
+from tests.conftest import MakeActor, assert_problem
+
+
+async def test_token_authenticates_as_its_user(client: httpx.AsyncClient, make_actor: MakeActor):
+    actor = await make_actor("responder", "METI")
+    response = await client.get("/api/v1/me", headers=actor.headers)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["email"] == actor.user.email
+    assert body["ministry"] == "METI"
+    assert body["role"] == "responder"
+    assert "password_hash" not in body
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        None,
+        "Bearer",
+        "Bearer rrg_not-a-real-token",
+        "Basic dXNlcjpwYXNz",
+        "Bearer " + "x" * 500,
+    ],
+)
+async def test_missing_or_garbage_token_is_401(client: httpx.AsyncClient, header: str | None):
+    headers = {"Authorization": header} if header else {}
+    response = await client.get("/api/v1/me", headers=headers)
+    assert_problem(response, 401)
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+async def test_created_token_is_shown_once_and_stored_hashed(
+    client: httpx.AsyncClient, make_actor: MakeActor, db: Database
+):
+    actor = await make_actor("viewer")
+    created = await client.post("/api/v1/tokens", json={"name": "ci"}, headers=actor.headers)
+    assert created.status_code == 201
+    token = created.json()["token"]
+    assert token.startswith("rrg_") and len(token) >= 4 + 43  # 32 bytes, URL-safe base64
+    listing = await client.get("/api/v1/tokens", headers=actor.headers)
+    assert token not in listing.text
+    assert {t["name"] for t in listing.json()["items"]} == {"test", "ci"}
+    async with db.unit_of_work(readonly=True) as session:
+        from sqlalchemy import select
+
+        hashes = (await session.scalars(select(ApiToken.token_hash))).all()
+    assert token not in hashes and all(len(h) == 64 for h in hashes)
+    assert (await client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})).is_success
+
+
+async def test_revoked_token_is_refused_at_once(client: httpx.AsyncClient, make_actor: MakeActor):
+    actor = await make_actor("viewer")
+    created = (
+        await client.post("/api/v1/tokens", json={"name": "x"}, headers=actor.headers)
+    ).json()
+    new = {"Authorization": f"Bearer {created['token']}"}
+    assert (await client.get("/api/v1/me", headers=new)).status_code == 200
+    revoked = await client.delete(f"/api/v1/tokens/{created['id']}", headers=actor.headers)
+    assert revoked.status_code == 204
+    assert_problem(await client.get("/api/v1/me", headers=new), 401)
+    # The caller's other token still works.
+    assert (await client.get("/api/v1/me", headers=actor.headers)).status_code == 200
+
+
+async def test_expired_token_is_refused(client: httpx.AsyncClient, make_actor: MakeActor):
+    actor = await make_actor("viewer")
+    expires = datetime.now(UTC) + timedelta(hours=1)
+    created = await client.post(
+        "/api/v1/tokens",
+        json={"name": "short", "expires_at": expires.isoformat()},
+        headers=actor.headers,
+    )
+    token = {"Authorization": f"Bearer {created.json()['token']}"}
+    assert (await client.get("/api/v1/me", headers=token)).status_code == 200
+    clock.set_source(lambda: expires + timedelta(seconds=1))
+    assert_problem(await client.get("/api/v1/me", headers=token), 401)
+
+
+async def test_expiry_in_the_past_is_422(client: httpx.AsyncClient, make_actor: MakeActor):
+    actor = await make_actor("viewer")
+    past = (datetime.now(UTC) - timedelta(days=1)).isoformat()
+    response = await client.post(
+        "/api/v1/tokens", json={"name": "x", "expires_at": past}, headers=actor.headers
+    )
+    body = assert_problem(response, 422)
+    assert body["errors"][0]["field"] == "expires_at"
+
+
+async def test_last_used_at_is_recorded(client: httpx.AsyncClient, make_actor: MakeActor):
+    actor = await make_actor("viewer")
+    await client.get("/api/v1/me", headers=actor.headers)
+    tokens = (await client.get("/api/v1/tokens", headers=actor.headers)).json()["items"]
+    assert tokens[0]["last_used_at"] is not None
+
+
+async def test_users_cannot_see_or_revoke_others_tokens(
+    client: httpx.AsyncClient, make_actor: MakeActor
+):
+    alice, bob = await make_actor("lead"), await make_actor("lead", "METI")
+    bob_tokens = (await client.get("/api/v1/tokens", headers=bob.headers)).json()["items"]
+    refused = await client.delete(f"/api/v1/tokens/{bob_tokens[0]['id']}", headers=alice.headers)
+    assert_problem(refused, 404)
+    peek = await client.get(f"/api/v1/tokens?user_id={bob.id}", headers=alice.headers)
+    assert_problem(peek, 403)
+    assert (await client.get("/api/v1/me", headers=bob.headers)).status_code == 200
+
+
+async def test_admin_may_list_and_revoke_any_token(
+    client: httpx.AsyncClient, make_actor: MakeActor
+):
+    admin, bob = await make_actor("admin"), await make_actor("viewer", "METI")
+    bob_tokens = (
+        await client.get(f"/api/v1/tokens?user_id={bob.id}", headers=admin.headers)
+    ).json()
+    assert len(bob_tokens["items"]) == 1
+    token_id = bob_tokens["items"][0]["id"]
+    assert (
+        await client.delete(f"/api/v1/tokens/{token_id}", headers=admin.headers)
+    ).status_code == 204
+    assert_problem(await client.get("/api/v1/me", headers=bob.headers), 401)
+
+
+async def test_tokens_never_reach_the_logs(
+    client: httpx.AsyncClient, make_actor: MakeActor, caplog: pytest.LogCaptureFixture
+):
+    caplog.set_level(logging.DEBUG)
+    actor = await make_actor("viewer")
+    created = await client.post("/api/v1/tokens", json={"name": "n"}, headers=actor.headers)
+    new_token = created.json()["token"]
+    await client.get("/api/v1/me", headers={"Authorization": f"Bearer {new_token}"})
+    await client.get("/api/v1/me", headers={"Authorization": "Bearer rrg_wrong"})
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert new_token not in logged and actor.token not in logged

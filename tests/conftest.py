@@ -1,0 +1,244 @@
+"""Test fixtures: every database test runs on SQLite and, when configured, PostgreSQL.
+
+The database is built by the real migrations once per backend; each test starts from
+the migrated state (reference data kept, everything else cleared afterwards).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+
+from app import clock
+from app.auth import service as auth_service
+from app.auth.models import User
+from app.auth.schemas import TokenCreate, UserCreate
+from app.config import Settings
+from app.db import Database
+from app.main import create_app
+from app.migrate import upgrade
+from app.models import metadata
+
+POSTGRES_URL = os.environ.get("RRG_TEST_POSTGRES_URL", "")
+REQUIRE_POSTGRES = os.environ.get("RRG_REQUIRE_POSTGRES") == "1"
+REQUIRE_BROWSER = os.environ.get("RRG_REQUIRE_BROWSER") == "1"
+CHROMIUM = Path("/usr/bin/chromium")
+BACKENDS = ["sqlite", *(["postgresql"] if POSTGRES_URL else [])]
+
+# Tables whose rows are seeded by migrations and survive between tests.
+REFERENCE_TABLES = {"alembic_version", "ministries", "minerals", "escalation_policies", "counters"}
+SEEDED_MINISTRIES = ("DOE", "METI")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if REQUIRE_BROWSER and not CHROMIUM.exists():
+        pytest.exit(f"RRG_REQUIRE_BROWSER=1 but {CHROMIUM} is missing", returncode=1)
+    if REQUIRE_POSTGRES and not POSTGRES_URL:
+        pytest.exit("RRG_REQUIRE_POSTGRES=1 but RRG_TEST_POSTGRES_URL is not set", returncode=1)
+    if POSTGRES_URL:
+        try:
+            asyncio.run(_ping(POSTGRES_URL))
+        except Exception as exc:
+            if REQUIRE_POSTGRES:
+                pytest.exit(f"PostgreSQL at {POSTGRES_URL} is unreachable: {exc}", returncode=1)
+            BACKENDS.remove("postgresql")
+
+
+async def _ping(url: str) -> None:
+    db = Database(url)
+    try:
+        async with db.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    finally:
+        await db.dispose()
+
+
+async def _reset_postgres_schema(url: str) -> None:
+    db = Database(url)
+    try:
+        async with db.engine.begin() as conn:
+            await conn.execute(text("DROP SCHEMA public CASCADE"))
+            await conn.execute(text("CREATE SCHEMA public"))
+    finally:
+        await db.dispose()
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
+async def database_url(backend: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'rrg.db'}"
+    else:
+        url = POSTGRES_URL
+        await _reset_postgres_schema(url)
+    await asyncio.to_thread(upgrade, url)
+    return url
+
+
+@pytest.fixture(scope="session")
+async def shared_db(database_url: str) -> AsyncIterator[Database]:
+    db = Database(database_url, pool_size=20, max_overflow=40)
+    yield db
+    await db.dispose()
+
+
+async def clear_data(db: Database) -> None:
+    tables = [t.name for t in reversed(metadata.sorted_tables) if t.name not in REFERENCE_TABLES]
+    async with db.engine.begin() as conn:
+        if db.dialect == "postgresql":
+            if tables:
+                await conn.execute(text(f"TRUNCATE {', '.join(tables)} CASCADE"))
+        else:
+            for name in tables:
+                await conn.execute(text(f"DELETE FROM {name}"))
+        await conn.execute(text("DELETE FROM ministries WHERE code NOT IN ('DOE', 'METI')"))
+        for hook in RESET_HOOKS:
+            await hook(conn)
+
+
+# Later domains register statements that restore their seeded reference rows.
+RESET_HOOKS: list[Callable[[Any], Awaitable[None]]] = []
+
+
+@pytest.fixture
+async def db(shared_db: Database) -> AsyncIterator[Database]:
+    try:
+        yield shared_db
+    finally:
+        clock.reset()
+        await clear_data(shared_db)
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str) -> Settings:
+    return Settings(env="test", database_url=database_url, scheduler="off")
+
+
+@pytest.fixture
+def app(db: Database, settings: Settings) -> Any:
+    return create_app(settings, db=db)
+
+
+@pytest.fixture
+async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://rrg.test") as c:
+        yield c
+
+
+@dataclass
+class Actor:
+    """A user with an API token, ready to call the API."""
+
+    user: User
+    token: str
+
+    @property
+    def id(self) -> uuid.UUID:
+        return self.user.id
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+MakeActor = Callable[..., Awaitable[Actor]]
+
+
+@pytest.fixture
+def make_actor(db: Database) -> MakeActor:
+    counter = iter(range(1_000_000))
+
+    async def make(
+        role: str = "viewer",
+        ministry: str = "DOE",
+        *,
+        co_chair: bool = False,
+        email: str | None = None,
+        password: str | None = None,
+    ) -> Actor:
+        n = next(counter)
+        async with db.unit_of_work() as session:
+            user = await auth_service.create_user(
+                session,
+                UserCreate(
+                    email=email or f"{role}{n}@{ministry.lower()}.example.org",
+                    display_name=f"{ministry} {role} {n}",
+                    ministry=ministry,
+                    role=role,  # type: ignore[arg-type]
+                    co_chair=co_chair,
+                    password=password,
+                ),
+            )
+            _, token = await auth_service.create_token(session, user, TokenCreate(name="test"))
+        return Actor(user=user, token=token)
+
+    return make
+
+
+@pytest.fixture
+def admin_factory(make_actor: MakeActor) -> MakeActor:
+    async def make(ministry: str = "DOE") -> Actor:
+        return await make_actor("admin", ministry)
+
+    return make
+
+
+@dataclass
+class QueryCounter:
+    count: int = 0
+    statements: list[str] | None = None
+
+
+@pytest.fixture
+def count_queries(db: Database) -> Iterator[Callable[[], QueryCounter]]:
+    """Start counting SQL statements sent by the engine: ``counter = count_queries()``."""
+    counters: list[QueryCounter] = []
+
+    def on_execute(*args: Any) -> None:
+        for c in counters:
+            c.count += 1
+            assert c.statements is not None
+            c.statements.append(str(args[2]))
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", on_execute)
+
+    def start() -> QueryCounter:
+        counter = QueryCounter(0, [])
+        counters.append(counter)
+        return counter
+
+    yield start
+    event.remove(db.engine.sync_engine, "before_cursor_execute", on_execute)
+
+
+def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
+    """The response is an RFC 9457 problem with this status; returns its body."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    assert body["title"] and body["type"] and body["detail"]
+    return body
+
+
+def postgres_admin_url(database: str) -> str:
+    """The configured PostgreSQL server, another database on it."""
+    return make_url(POSTGRES_URL).set(database=database).render_as_string(hide_password=False)
+
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
