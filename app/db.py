@@ -137,9 +137,8 @@ class Database:
         async with factory() as session:
             try:
                 yield session
-                if readonly:
-                    await session.rollback()
-                else:
+                # A read-only unit of work just closes (its loaded objects stay usable).
+                if not readonly:
                     await session.commit()
             except BaseException:
                 await session.rollback()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -40,22 +40,24 @@ _bearer = HTTPBearer(auto_error=False, description="An API token: `rrg_...`")
 
 async def current_principal(
     request: Request,
-    session: Session,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
+    """The caller, resolved in a short read of its own: the request's unit of work starts
+    only when the endpoint first touches the database (so work that must commit before
+    it, such as an idempotency reservation, can)."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("A bearer token is required")
+    db = get_database(request)
     try:
-        principal, stale = await auth_service.principal_for_token(session, credentials.credentials)
+        async with db.unit_of_work(readonly=True) as session:
+            principal, stale = await auth_service.principal_for_token(
+                session, credentials.credentials
+            )
     except LookupError:
         raise Unauthorized("The token is invalid, expired or revoked") from None
     if stale and principal.token_id is not None:
-        if request.method in READ_METHODS:
-            # Reads run read-only; record the use in a short transaction of its own.
-            async with get_database(request).unit_of_work() as writer:
-                await auth_service.touch_token(writer, principal.token_id, clock.now())
-        else:
-            await auth_service.touch_token(session, principal.token_id, clock.now())
+        async with db.unit_of_work() as writer:
+            await auth_service.touch_token(writer, principal.token_id, clock.now())
     return principal
 
 
@@ -74,3 +76,30 @@ def require_role(minimum: Role) -> Callable[..., Coroutine[Any, Any, Principal]]
 
 
 AdminUser = Annotated[Principal, Depends(require_role("admin"))]
+
+
+def parse_if_match(value: str | None, *, required: bool = True) -> int | None:
+    """The version a client's ``If-Match`` names: missing → 428, unparseable → 412."""
+    from app.errors import PreconditionFailed, PreconditionRequired
+
+    if value is None or not value.strip():
+        if required:
+            raise PreconditionRequired("This change needs an If-Match header with the ETag")
+        return None
+    tag = value.strip().removeprefix("W/").strip('"')
+    if not tag.isdigit():
+        raise PreconditionFailed("If-Match does not name a version of this resource")
+    return int(tag)
+
+
+def etag(version: int) -> str:
+    return f'"{version}"'
+
+
+IfMatch = Annotated[
+    str | None, Header(alias="If-Match", description="The ETag of the version you changed")
+]
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", description="Replays the first response for the same key"),
+]

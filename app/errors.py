@@ -164,3 +164,19 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unhandled)
+    install_database_error_handlers(app)
+
+
+def install_database_error_handlers(app: FastAPI) -> None:
+    """A versioned row changed under us between read and write: the client's copy is stale."""
+    from sqlalchemy.orm.exc import StaleDataError
+
+    async def _stale(_: Request, exc: Exception) -> JSONResponse:
+        return problem(
+            412,
+            title=PreconditionFailed.title,
+            detail="The resource was changed by someone else; fetch it again",
+            type_=PROBLEM_BASE + PreconditionFailed.slug,
+        )
+
+    app.add_exception_handler(StaleDataError, _stale)

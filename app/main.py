@@ -14,8 +14,10 @@ from app.auth.router import router as auth_router
 from app.config import Settings, get_settings
 from app.db import Database
 from app.errors import install_error_handlers
+from app.incidents.router import router as incidents_router
 from app.middleware import BodySizeLimit
 from app.migrate import head_revision
+from app.minerals.router import router as minerals_router
 from app.ministries.router import router as ministries_router
 
 logger = logging.getLogger("rrg")
@@ -51,6 +53,12 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.state.migration_head = head_revision()
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    for router in (health.router, auth_router, ministries_router):
+    for router in (
+        health.router,
+        auth_router,
+        ministries_router,
+        minerals_router,
+        incidents_router,
+    ):
         app.include_router(router)
     return app

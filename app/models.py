@@ -2,8 +2,32 @@
 
 from app.auth.models import ApiToken, User
 from app.db import Base
+from app.idempotency import IdempotencyKey
+from app.incidents.models import (
+    Counter,
+    Incident,
+    IncidentMineral,
+    IncidentParticipant,
+    IncidentSignoff,
+)
+from app.minerals.models import Mineral
 from app.ministries.models import Ministry
+from app.timeline.models import TimelineEvent
 
 metadata = Base.metadata
 
-__all__ = ["ApiToken", "Base", "Ministry", "User", "metadata"]
+__all__ = [
+    "ApiToken",
+    "Base",
+    "Counter",
+    "IdempotencyKey",
+    "Incident",
+    "IncidentMineral",
+    "IncidentParticipant",
+    "IncidentSignoff",
+    "Mineral",
+    "Ministry",
+    "TimelineEvent",
+    "User",
+    "metadata",
+]

@@ -1,0 +1,300 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse
+from sqlalchemy import select
+
+from app import idempotency
+from app.auth.models import User
+from app.deps import (
+    CurrentUser,
+    IdempotencyKeyHeader,
+    IfMatch,
+    Session,
+    etag,
+    get_database,
+    parse_if_match,
+)
+from app.incidents import service
+from app.incidents.presenters import event_out, incident_out
+from app.incidents.schemas import (
+    Category,
+    CommentCreate,
+    IncidentCreate,
+    IncidentCreated,
+    IncidentOut,
+    IncidentRef,
+    IncidentUpdate,
+    OwnerAssignment,
+    ParticipantAdd,
+    Severity,
+    SignoffCreate,
+    Status,
+    TimelineEventOut,
+    Tlp,
+    TransitionRequest,
+)
+from app.incidents.service import IncidentFilters, SortKey
+from app.schemas import Page, decode_cursor, encode_cursor
+from app.timeline import service as timeline
+from app.timeline.models import TimelineEvent
+
+router = APIRouter(prefix="/api/v1", tags=["incidents"])
+COMMENT_EVENT = "comment.created"
+
+Limit = Annotated[int, Query(ge=1, le=200)]
+ETAG_RESPONSES: dict[int | str, dict[str, Any]] = {
+    412: {"description": "If-Match names a stale version"},
+    428: {"description": "If-Match is missing"},
+}
+
+
+async def _out(session: Session, incident: Any, response: Response | None = None) -> IncidentOut:
+    signoffs = await service.current_signoffs(session, [incident])
+    if response is not None:
+        response.headers["ETag"] = etag(incident.version)
+    return incident_out(incident, signoffs[incident.id])
+
+
+@router.get("/incidents")
+async def list_incidents(
+    session: Session,
+    principal: CurrentUser,
+    status: Annotated[list[Status] | None, Query()] = None,
+    severity: Annotated[list[Severity] | None, Query()] = None,
+    mineral: Annotated[list[str] | None, Query()] = None,
+    category: Annotated[list[Category] | None, Query()] = None,
+    tlp: Annotated[list[Tlp] | None, Query()] = None,
+    owner: uuid.UUID | None = None,
+    ministry: str | None = None,
+    q: Annotated[
+        str | None, Query(max_length=200, description="Text in key, title or summary")
+    ] = None,
+    reported_after: datetime | None = None,
+    reported_before: datetime | None = None,
+    sort: SortKey = "-reported_at",
+    limit: Limit = 50,
+    cursor: str | None = None,
+) -> Page[IncidentOut]:
+    filters = IncidentFilters(
+        status=list(status or []),
+        severity=list(severity or []),
+        mineral=list(mineral or []),
+        category=list(category or []),
+        tlp=list(tlp or []),
+        owner=owner,
+        ministry=ministry,
+        q=q,
+        reported_after=reported_after,
+        reported_before=reported_before,
+    )
+    rows, next_cursor = await service.list_visible(
+        session, principal.user, filters, sort=sort, limit=limit, cursor=cursor
+    )
+    signoffs = await service.current_signoffs(session, rows)
+    return Page(items=[incident_out(i, signoffs[i.id]) for i in rows], next_cursor=next_cursor)
+
+
+@router.post(
+    "/incidents",
+    status_code=201,
+    responses={409: {"description": "The same Idempotency-Key is in flight"}},
+)
+async def create_incident(
+    data: IncidentCreate,
+    request: Request,
+    session: Session,
+    principal: CurrentUser,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> IncidentCreated:
+    db = get_database(request)
+    reservation = None
+    if idempotency_key is not None:
+        reservation = await idempotency.reserve(
+            db,
+            user_id=principal.user.id,
+            scope="create_incident",
+            key=idempotency_key,
+            request_hash=idempotency.body_hash(await request.body()),
+        )
+        if reservation.replay is not None:
+            return JSONResponse(  # type: ignore[return-value]
+                reservation.replay.body,
+                status_code=reservation.replay.status,
+                headers={"Idempotent-Replayed": "true"},
+            )
+    try:
+        incident = await service.create(session, principal, data)
+        duplicates = await service.possible_duplicates(session, principal.user, incident)
+        created = IncidentCreated(
+            **(await _out(session, incident)).model_dump(),
+            possible_duplicates=[
+                IncidentRef(id=d.id, key=d.key, title=d.title, status=d.status) for d in duplicates
+            ],
+        )
+        if reservation is not None:
+            await idempotency.complete(session, reservation, 201, created.model_dump(mode="json"))
+    except BaseException:
+        if reservation is not None:
+            await session.rollback()  # let go of the database before freeing the key
+            await idempotency.release(db, reservation)
+        raise
+    return created
+
+
+@router.get("/incidents/{id_or_key}")
+async def get_incident(
+    id_or_key: str, session: Session, principal: CurrentUser, response: Response
+) -> IncidentOut:
+    incident = await service.get_visible(session, principal.user, id_or_key)
+    return await _out(session, incident, response)
+
+
+@router.patch("/incidents/{id_or_key}", responses=ETAG_RESPONSES)
+async def update_incident(
+    id_or_key: str,
+    data: IncidentUpdate,
+    session: Session,
+    principal: CurrentUser,
+    response: Response,
+    if_match: IfMatch = None,
+) -> IncidentOut:
+    expected = parse_if_match(if_match)
+    assert expected is not None
+    incident = await service.get_visible(session, principal.user, id_or_key)
+    incident = await service.update_fields(session, principal, incident, expected, data)
+    return await _out(session, incident, response)
+
+
+@router.post("/incidents/{id_or_key}/transitions", responses=ETAG_RESPONSES)
+async def transition_incident(
+    id_or_key: str,
+    data: TransitionRequest,
+    session: Session,
+    principal: CurrentUser,
+    response: Response,
+    if_match: IfMatch = None,
+) -> IncidentOut:
+    """Move the incident; a refusal (409) lists every unmet guard in ``unmet``."""
+    expected = parse_if_match(if_match)
+    assert expected is not None
+    incident = await service.get_visible(session, principal.user, id_or_key)
+    incident = await service.transition(session, principal, incident, expected, data)
+    return await _out(session, incident, response)
+
+
+@router.put("/incidents/{id_or_key}/owners/{ministry}", responses=ETAG_RESPONSES)
+async def assign_owner(
+    id_or_key: str,
+    ministry: str,
+    data: OwnerAssignment,
+    session: Session,
+    principal: CurrentUser,
+    response: Response,
+    if_match: IfMatch = None,
+) -> IncidentOut:
+    """Name the DOE or METI owner (a user of that ministry). If-Match is optional here."""
+    incident = await service.get_visible(session, principal.user, id_or_key)
+    incident = await service.assign_owner(
+        session,
+        principal,
+        incident,
+        ministry,
+        data.user_id,
+        parse_if_match(if_match, required=False),
+    )
+    return await _out(session, incident, response)
+
+
+@router.post("/incidents/{id_or_key}/participants")
+async def add_participant(
+    id_or_key: str,
+    data: ParticipantAdd,
+    session: Session,
+    principal: CurrentUser,
+    response: Response,
+) -> IncidentOut:
+    incident = await service.get_visible(session, principal.user, id_or_key)
+    incident = await service.add_participant(session, principal, incident, data.user_id)
+    return await _out(session, incident, response)
+
+
+@router.post("/incidents/{id_or_key}/signoffs", status_code=201)
+async def sign_off_incident(
+    id_or_key: str,
+    data: SignoffCreate,
+    session: Session,
+    principal: CurrentUser,
+    response: Response,
+) -> IncidentOut:
+    """Sign off the current resolution for the caller's ministry (DOE or METI)."""
+    incident = await service.get_visible(session, principal.user, id_or_key)
+    await service.sign_off(session, principal, incident, data.note)
+    return await _out(session, incident, response)
+
+
+async def _events_page(
+    session: Session,
+    incident_id: uuid.UUID,
+    *,
+    cursor: str | None,
+    limit: int,
+    types: list[str] | None,
+) -> Page[TimelineEventOut]:
+    after = int(decode_cursor(cursor, 1)[0]) if cursor else 0
+    events = list(
+        await timeline.page(session, incident_id, after_seq=after, limit=limit + 1, types=types)
+    )
+    more = len(events) > limit
+    events = events[:limit]
+    user_ids = {e.actor_user_id for e in events if e.actor_user_id}
+    users = (
+        {u.id: u for u in (await session.scalars(select(User).where(User.id.in_(user_ids)))).all()}
+        if user_ids
+        else {}
+    )
+    return Page(
+        items=[event_out(e, users) for e in events],
+        next_cursor=encode_cursor([events[-1].seq]) if more else None,
+    )
+
+
+@router.get("/incidents/{id_or_key}/timeline")
+async def get_timeline(
+    id_or_key: str,
+    session: Session,
+    principal: CurrentUser,
+    type: Annotated[list[str] | None, Query(description="Only events of these types")] = None,
+    limit: Limit = 100,
+    cursor: str | None = None,
+) -> Page[TimelineEventOut]:
+    """Every change to the incident, oldest first, hash-chained."""
+    incident = await service.get_visible(session, principal.user, id_or_key, details=False)
+    return await _events_page(session, incident.id, cursor=cursor, limit=limit, types=type)
+
+
+@router.get("/incidents/{id_or_key}/comments")
+async def list_comments(
+    id_or_key: str,
+    session: Session,
+    principal: CurrentUser,
+    limit: Limit = 100,
+    cursor: str | None = None,
+) -> Page[TimelineEventOut]:
+    incident = await service.get_visible(session, principal.user, id_or_key, details=False)
+    return await _events_page(
+        session, incident.id, cursor=cursor, limit=limit, types=[COMMENT_EVENT]
+    )
+
+
+@router.post("/incidents/{id_or_key}/comments", status_code=201)
+async def add_comment(
+    id_or_key: str, data: CommentCreate, session: Session, principal: CurrentUser
+) -> TimelineEventOut:
+    incident = await service.get_visible(session, principal.user, id_or_key, details=False)
+    event: TimelineEvent = await service.add_comment(session, principal, incident, data.body)
+    return event_out(event, {principal.user.id: principal.user})

@@ -1,0 +1,604 @@
+"""Shortage incidents: create, read (always through TLP visibility), change, move."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy import ColumnElement, Select, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import joinedload, selectinload
+
+from app import clock
+from app.auth.models import User
+from app.auth.roles import at_least
+from app.auth.service import Principal
+from app.errors import Conflict, Forbidden, InvalidInput, NotFound
+from app.incidents import states
+from app.incidents.models import (
+    Counter,
+    Incident,
+    IncidentMineral,
+    IncidentParticipant,
+    IncidentSignoff,
+)
+from app.incidents.schemas import (
+    REQUIRED_FIELDS,
+    TRIAGE_FIELDS,
+    IncidentCreate,
+    IncidentUpdate,
+    TransitionRequest,
+)
+from app.incidents.states import INCIDENT_LIFECYCLE, IncidentFacts
+from app.incidents.visibility import visible_to
+from app.minerals.models import Mineral
+from app.ministries.models import CO_LEAD_CODES, Ministry
+from app.schemas import decode_cursor, encode_cursor
+from app.timeline import service as timeline
+from app.timeline.models import TimelineEvent
+from app.timeline.service import Actor
+
+KEY_COUNTER = "incident_key"
+DUPLICATE_WINDOW = timedelta(days=14)
+OWNER_COLUMNS = {"DOE": "doe_owner_id", "METI": "meti_owner_id"}
+
+
+def format_key(number: int) -> str:
+    return f"RRG-{number:04d}"
+
+
+def _details() -> list[Any]:
+    """Loader options for everything an incident's representation shows (fixed query count)."""
+    return [
+        joinedload(Incident.reporter),
+        joinedload(Incident.doe_owner),
+        joinedload(Incident.meti_owner),
+        selectinload(Incident.mineral_links),
+        selectinload(Incident.participant_links).joinedload(IncidentParticipant.user),
+    ]
+
+
+# --- who may do what ------------------------------------------------------------------
+
+
+def is_owner(user: User, incident: Incident) -> bool:
+    return user.id in (incident.doe_owner_id, incident.meti_owner_id)
+
+
+def may_triage(user: User, incident: Incident) -> bool:
+    """Leads of a co-lead ministry, admins and the incident's owners (SPEC §1)."""
+    if user.role == "admin" or is_owner(user, incident):
+        return True
+    return at_least(user.role, "lead") and user.ministry.is_co_lead
+
+
+def may_edit(user: User, incident: Incident) -> bool:
+    return may_triage(user, incident) or (
+        user.id == incident.reporter_id and at_least(user.role, "responder")
+    )
+
+
+def require(allowed: bool, message: str) -> None:
+    if not allowed:
+        raise Forbidden(message)
+
+
+# --- reading ----------------------------------------------------------------------------
+
+
+def _id_or_key(id_or_key: str) -> ColumnElement[bool]:
+    try:
+        return Incident.id == uuid.UUID(id_or_key)
+    except ValueError:
+        return Incident.key == id_or_key.upper()
+
+
+async def get_visible(
+    session: AsyncSession, user: User, id_or_key: str | uuid.UUID, *, details: bool = True
+) -> Incident:
+    """The incident if the user may see it; 404 otherwise (as if it did not exist)."""
+    where = Incident.id == id_or_key if isinstance(id_or_key, uuid.UUID) else _id_or_key(id_or_key)
+    query = select(Incident).where(where, visible_to(user))
+    if details:
+        query = query.options(*_details())
+    incident = await session.scalar(query.execution_options(populate_existing=True))
+    if incident is None:
+        raise NotFound("No such incident")
+    return incident
+
+
+SortKey = Literal[
+    "reported_at",
+    "-reported_at",
+    "updated_at",
+    "-updated_at",
+    "key",
+    "-key",
+    "severity",
+    "-severity",
+]
+_SORT_COLUMNS: dict[str, Any] = {
+    "reported_at": Incident.reported_at,
+    "updated_at": Incident.updated_at,
+    "key": Incident.number,
+    # Unset severity sorts after SEV4.
+    "severity": func.coalesce(Incident.severity, "SEV9"),
+}
+
+
+@dataclass
+class IncidentFilters:
+    status: list[str] = field(default_factory=list)
+    severity: list[str] = field(default_factory=list)
+    mineral: list[str] = field(default_factory=list)
+    category: list[str] = field(default_factory=list)
+    tlp: list[str] = field(default_factory=list)
+    owner: uuid.UUID | None = None
+    ministry: str | None = None
+    q: str | None = None
+    reported_after: datetime | None = None
+    reported_before: datetime | None = None
+
+
+def _filtered(user: User, f: IncidentFilters) -> Select[Incident]:
+    query = select(Incident).where(visible_to(user))
+    if f.status:
+        query = query.where(Incident.status.in_(f.status))
+    if f.severity:
+        query = query.where(Incident.severity.in_(f.severity))
+    if f.category:
+        query = query.where(Incident.category.in_(f.category))
+    if f.tlp:
+        query = query.where(Incident.tlp.in_(f.tlp))
+    if f.mineral:
+        query = query.where(
+            select(IncidentMineral.incident_id)
+            .where(
+                IncidentMineral.incident_id == Incident.id,
+                IncidentMineral.mineral_code.in_(f.mineral),
+            )
+            .exists()
+        )
+    if f.owner is not None:
+        query = query.where(
+            or_(Incident.doe_owner_id == f.owner, Incident.meti_owner_id == f.owner)
+        )
+    if f.ministry:
+        query = query.where(
+            Incident.reporter_ministry_id
+            == select(Ministry.id).where(Ministry.code == f.ministry.upper()).scalar_subquery()
+        )
+    if f.q:
+        needle = f.q.strip().lower()
+        query = query.where(
+            or_(
+                func.lower(Incident.key).contains(needle, autoescape=True),
+                func.lower(Incident.title).contains(needle, autoescape=True),
+                func.lower(Incident.summary).contains(needle, autoescape=True),
+            )
+        )
+    if f.reported_after is not None:
+        query = query.where(Incident.reported_at >= f.reported_after)
+    if f.reported_before is not None:
+        query = query.where(Incident.reported_at < f.reported_before)
+    return query
+
+
+async def list_visible(
+    session: AsyncSession,
+    user: User,
+    filters: IncidentFilters,
+    *,
+    sort: str = "-reported_at",
+    limit: int = 50,
+    cursor: str | None = None,
+) -> tuple[Sequence[Incident], str | None]:
+    """One page of the incidents the user may see, keyset-paginated on (sort key, id)."""
+    descending = sort.startswith("-")
+    column = _SORT_COLUMNS[sort.lstrip("-")]
+    query = _filtered(user, filters)
+    if cursor:
+        raw_value, raw_id = decode_cursor(cursor, 2)
+        value = _cursor_value(sort.lstrip("-"), raw_value)
+        last_id = uuid.UUID(str(raw_id))
+        if descending:
+            query = query.where(or_(column < value, (column == value) & (Incident.id < last_id)))
+        else:
+            query = query.where(or_(column > value, (column == value) & (Incident.id > last_id)))
+    order = (column.desc(), Incident.id.desc()) if descending else (column.asc(), Incident.id.asc())
+    rows = (
+        await session.scalars(query.options(*_details()).order_by(*order).limit(limit + 1))
+    ).all()
+    page, more = rows[:limit], len(rows) > limit
+    next_cursor = None
+    if more:
+        last = page[-1]
+        next_cursor = encode_cursor([_sort_value(sort.lstrip("-"), last), str(last.id)])
+    return page, next_cursor
+
+
+def _sort_value(name: str, incident: Incident) -> Any:
+    if name == "key":
+        return incident.number
+    if name == "severity":
+        return incident.severity or "SEV9"
+    value: datetime = getattr(incident, name)
+    return value.isoformat()
+
+
+def _cursor_value(name: str, raw: Any) -> Any:
+    try:
+        if name == "key":
+            return int(raw)
+        if name == "severity":
+            return str(raw)
+        return datetime.fromisoformat(str(raw))
+    except (TypeError, ValueError):
+        raise InvalidInput("cursor", "malformed cursor", location="query") from None
+
+
+async def count_visible(session: AsyncSession, user: User, filters: IncidentFilters) -> int:
+    subquery = _filtered(user, filters).with_only_columns(Incident.id).subquery()
+    return int(await session.scalar(select(func.count()).select_from(subquery)) or 0)
+
+
+async def current_signoffs(
+    session: AsyncSession, incidents: Sequence[Incident]
+) -> dict[uuid.UUID, list[tuple[IncidentSignoff, User]]]:
+    """Sign-offs of each incident's current resolution, in one query."""
+    out: dict[uuid.UUID, list[tuple[IncidentSignoff, User]]] = {i.id: [] for i in incidents}
+    wanted = [(i.id, i.resolution_round) for i in incidents if i.resolution_round > 0]
+    if not wanted:
+        return out
+    rounds = dict(wanted)
+    rows = await session.execute(
+        select(IncidentSignoff, User)
+        .join(User, User.id == IncidentSignoff.user_id)
+        .where(IncidentSignoff.incident_id.in_(list(rounds)))
+        .order_by(IncidentSignoff.at)
+    )
+    for signoff, user in rows.tuples():
+        if rounds[signoff.incident_id] == signoff.resolution_round:
+            out[signoff.incident_id].append((signoff, user))
+    return out
+
+
+async def possible_duplicates(
+    session: AsyncSession, user: User, incident: Incident
+) -> Sequence[Incident]:
+    since = incident.reported_at - DUPLICATE_WINDOW
+    query = (
+        _filtered(
+            user,
+            IncidentFilters(
+                status=list(states.OPEN_STATUSES),
+                category=[incident.category],
+                mineral=incident.minerals,
+                reported_after=since,
+            ),
+        )
+        .where(Incident.id != incident.id)
+        .order_by(Incident.reported_at.desc())
+        .limit(10)
+    )
+    return (await session.scalars(query)).all()
+
+
+# --- writing ----------------------------------------------------------------------------
+
+
+async def _check_minerals(session: AsyncSession, codes: Sequence[str]) -> list[str]:
+    wanted = list(dict.fromkeys(codes))
+    known = set((await session.scalars(select(Mineral.code).where(Mineral.code.in_(wanted)))).all())
+    unknown = [c for c in wanted if c not in known]
+    if unknown:
+        raise InvalidInput("minerals", f"unknown mineral codes: {', '.join(unknown)}")
+    return wanted
+
+
+async def _next_number(session: AsyncSession) -> int:
+    # The row lock serialises concurrent creators; a rolled-back create gives its number back.
+    number = await session.scalar(
+        update(Counter)
+        .where(Counter.name == KEY_COUNTER)
+        .values(value=Counter.value + 1)
+        .returning(Counter.value)
+    )
+    assert number is not None, "the incident key counter is seeded by migration"
+    return int(number)
+
+
+def _impact_values(data: IncidentCreate | IncidentUpdate, fields: set[str]) -> dict[str, Any]:
+    dumped = data.model_dump(mode="json", include=fields)
+    python = data.model_dump(include=fields)
+    # Keep datetimes as datetimes, JSON-ish structures as plain JSON.
+    return {k: python[k] if k == "effective_at" else dumped[k] for k in fields}
+
+
+async def create(session: AsyncSession, principal: Principal, data: IncidentCreate) -> Incident:
+    user = principal.user
+    require(at_least(user.role, "responder"), "Reporting incidents needs the responder role")
+    minerals = await _check_minerals(session, data.minerals)
+    now = clock.now()
+    number = await _next_number(session)
+    fields = set(IncidentCreate.model_fields) - {"minerals", "status"}
+    incident = Incident(
+        number=number,
+        key=format_key(number),
+        status=data.status,
+        reporter_id=user.id,
+        reporter_ministry_id=user.ministry_id,
+        reported_at=now,
+        created_at=now,
+        updated_at=now,
+        mineral_links=[IncidentMineral(mineral_code=c) for c in minerals],
+        participant_links=[],
+        **_impact_values(data, fields),
+    )
+    session.add(incident)
+    await session.flush()
+    await timeline.record(
+        session,
+        incident.id,
+        Actor.of(principal),
+        "incident.created",
+        {"key": incident.key, "status": incident.status, **data.model_dump(mode="json")},
+        at=now,
+    )
+    return await get_visible(session, user, incident.id)
+
+
+def check_version(incident: Incident, expected: int) -> None:
+    from app.errors import PreconditionFailed
+
+    if incident.version != expected:
+        raise PreconditionFailed(
+            f"The incident has changed (version {incident.version}, you sent {expected})"
+        )
+
+
+async def update_fields(
+    session: AsyncSession,
+    principal: Principal,
+    incident: Incident,
+    expected: int,
+    data: IncidentUpdate,
+) -> Incident:
+    user = principal.user
+    require(
+        may_edit(user, incident), "Only the reporter, the owners and leads may edit an incident"
+    )
+    check_version(incident, expected)
+    changes = data.model_dump(exclude_unset=True)
+    for name in REQUIRED_FIELDS & changes.keys():
+        if changes[name] is None:
+            raise InvalidInput(name, "may not be null")
+    triage = TRIAGE_FIELDS & changes.keys()
+    if triage:
+        require(
+            may_triage(user, incident),
+            f"Only leads and owners may change {', '.join(sorted(triage))}",
+        )
+    before, after = {}, {}
+    if "minerals" in changes:
+        codes = await _check_minerals(session, changes.pop("minerals"))
+        if codes != incident.minerals:
+            before["minerals"], after["minerals"] = incident.minerals, codes
+            incident.mineral_links = [IncidentMineral(mineral_code=c) for c in codes]
+    values = _impact_values(data, set(changes))
+    for name, value in values.items():
+        current = getattr(incident, name)
+        if current != value:
+            before[name], after[name] = current, value
+            setattr(incident, name, value)
+    if not after:
+        return incident  # nothing changed: no new version, no event
+    incident.updated_at = clock.now()
+    await session.flush()  # conditional on the version: a concurrent change makes this 412
+    await timeline.record(
+        session,
+        incident.id,
+        Actor.of(principal),
+        "incident.updated",
+        {"before": before, "after": after},
+    )
+    return await get_visible(session, user, incident.id)
+
+
+async def facts(
+    session: AsyncSession, user: User, incident: Incident, request: TransitionRequest | None
+) -> IncidentFacts:
+    """The snapshot the lifecycle guards read."""
+    from app.incidents.actions_hook import action_counts
+
+    live, open_ = await action_counts(session, incident.id)
+    duplicate_ok = True
+    if request is not None and request.duplicate_of:
+        try:
+            other = await get_visible(session, user, request.duplicate_of, details=False)
+            duplicate_ok = other.id != incident.id
+        except NotFound:
+            duplicate_ok = False
+    signed = await current_signoffs(session, [incident])
+    ministries = {s.ministry_code for s, _ in signed[incident.id]}
+    return IncidentFacts(
+        severity=incident.severity,
+        has_doe_owner=incident.doe_owner_id is not None,
+        has_meti_owner=incident.meti_owner_id is not None,
+        live_actions=live,
+        open_actions=open_,
+        reason=request.reason if request else None,
+        resolution_summary=(request.resolution_summary if request else None) or None,
+        duplicate_of_valid=duplicate_ok,
+        doe_signed_off="DOE" in ministries,
+        meti_signed_off="METI" in ministries,
+    )
+
+
+async def transition(
+    session: AsyncSession,
+    principal: Principal,
+    incident: Incident,
+    expected: int,
+    request: TransitionRequest,
+) -> Incident:
+    user = principal.user
+    require(may_triage(user, incident), "Only leads, admins and the incident's owners may move it")
+    check_version(incident, expected)
+    source, target = incident.status, request.to
+    INCIDENT_LIFECYCLE.check(source, target, await facts(session, user, incident, request))
+    now = clock.now()
+    incident.status = target
+    incident.updated_at = now
+    data: dict[str, Any] = {"from": source, "to": target}
+    if request.reason:
+        data["reason"] = request.reason
+    if target == "triaged":
+        incident.triaged_at = now
+    elif target == "rejected":
+        incident.rejection_reason = request.reason
+        if request.duplicate_of:
+            other = await get_visible(session, user, request.duplicate_of, details=False)
+            incident.duplicate_of_id = other.id
+            data["duplicate_of"] = other.key
+    elif target == "resolved":
+        incident.resolved_at = now
+        incident.resolution_summary = request.resolution_summary
+        incident.resolution_round += 1  # earlier sign-offs no longer count
+        data["resolution_summary"] = request.resolution_summary
+    elif target == "closed":
+        incident.closed_at = now
+    elif source == "resolved" and target == "responding":
+        incident.resolved_at = None  # reopened: sign-offs of the old resolution are void
+        data["reopened"] = True
+    await session.flush()
+    await timeline.record(
+        session, incident.id, Actor.of(principal), "incident.status_changed", data
+    )
+    return await get_visible(session, user, incident.id)
+
+
+async def _active_user(session: AsyncSession, user_id: uuid.UUID, field: str) -> User:
+    user = await session.get(User, user_id)
+    if user is None or not user.active:
+        raise InvalidInput(field, "no such active user")
+    return user
+
+
+def require_open(incident: Incident) -> None:
+    if incident.status in INCIDENT_LIFECYCLE.terminal:
+        raise Conflict(f"The incident is {incident.status}")
+
+
+async def assign_owner(
+    session: AsyncSession,
+    principal: Principal,
+    incident: Incident,
+    ministry: str,
+    user_id: uuid.UUID,
+    expected: int | None,
+) -> Incident:
+    actor = principal.user
+    ministry = ministry.upper()
+    if ministry not in CO_LEAD_CODES:
+        raise NotFound(f"Owners are per co-lead ministry: {', '.join(CO_LEAD_CODES)}")
+    require(
+        may_triage(actor, incident),
+        "Only leads, admins and the incident's owners may assign owners",
+    )
+    if expected is not None:
+        check_version(incident, expected)
+    require_open(incident)
+    owner = await _active_user(session, user_id, "user_id")
+    if owner.ministry.code != ministry:
+        raise InvalidInput("user_id", f"the {ministry} owner must be a user of {ministry}")
+    column = OWNER_COLUMNS[ministry]
+    previous = getattr(incident, column)
+    if previous == owner.id:
+        return incident
+    setattr(incident, column, owner.id)
+    incident.updated_at = clock.now()
+    await session.flush()
+    await timeline.record(
+        session,
+        incident.id,
+        Actor.of(principal),
+        "incident.owner_assigned",
+        {"ministry": ministry, "before": previous, "after": owner.id},
+    )
+    return await get_visible(session, actor, incident.id)
+
+
+async def add_participant(
+    session: AsyncSession, principal: Principal, incident: Incident, user_id: uuid.UUID
+) -> Incident:
+    actor = principal.user
+    require(
+        may_triage(actor, incident),
+        "Only leads, admins and the incident's owners may add participants",
+    )
+    require_open(incident)
+    user = await _active_user(session, user_id, "user_id")
+    if any(link.user_id == user.id for link in incident.participant_links):
+        return incident
+    session.add(
+        IncidentParticipant(
+            incident_id=incident.id, user_id=user.id, added_at=clock.now(), added_by_id=actor.id
+        )
+    )
+    await session.flush()
+    await timeline.record(
+        session,
+        incident.id,
+        Actor.of(principal),
+        "incident.participant_added",
+        {"user_id": user.id},
+    )
+    return await get_visible(session, actor, incident.id)
+
+
+async def add_comment(
+    session: AsyncSession, principal: Principal, incident: Incident, body: str
+) -> TimelineEvent:
+    require(at_least(principal.user.role, "responder"), "Commenting needs the responder role")
+    return await timeline.record(
+        session, incident.id, Actor.of(principal), "comment.created", {"body": body}
+    )
+
+
+async def sign_off(
+    session: AsyncSession, principal: Principal, incident: Incident, note: str | None
+) -> Incident:
+    """A DOE or METI lead (or that ministry's owner) signs off the current resolution."""
+    user = principal.user
+    ministry = user.ministry.code
+    owner_of = [m for m, col in OWNER_COLUMNS.items() if getattr(incident, col) == user.id]
+    eligible = ministry in CO_LEAD_CODES and (at_least(user.role, "lead") or ministry in owner_of)
+    require(eligible, "Only a lead or owner of DOE or METI may sign off")
+    if incident.status != "resolved":
+        raise Conflict("Only a resolved incident can be signed off")
+    signed = await current_signoffs(session, [incident])
+    if any(s.ministry_code == ministry for s, _ in signed[incident.id]):
+        raise Conflict(f"{ministry} has already signed off this resolution")
+    session.add(
+        IncidentSignoff(
+            incident_id=incident.id,
+            resolution_round=incident.resolution_round,
+            ministry_code=ministry,
+            user_id=user.id,
+            at=clock.now(),
+            note=note,
+        )
+    )
+    await session.flush()
+    await timeline.record(
+        session,
+        incident.id,
+        Actor.of(principal),
+        "incident.signed_off",
+        {"ministry": ministry, "resolution_round": incident.resolution_round, "note": note},
+    )
+    return incident

@@ -1,0 +1,49 @@
+"""TLP visibility (SPEC §6), applied in the query layer.
+
+``visible_to(user)`` is the one rule: every read path (lists, counts, filters, search,
+detail, timeline, comments, actions, notifications) filters incidents with it, so an
+incident a user may not see answers 404 everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import ColumnElement, and_, exists, false, or_
+
+from app.auth.models import User
+from app.incidents.models import Incident, IncidentParticipant
+
+# Later domains add ways of being "named" on an incident (e.g. assignee of one of its
+# actions); each gives a clause over Incident for a user.
+NAMED_RULES: list[Callable[[User], ColumnElement[bool]]] = []
+
+
+def named_on(user: User) -> ColumnElement[bool]:
+    """The user is one of the incident's named people."""
+    return or_(
+        Incident.reporter_id == user.id,
+        Incident.doe_owner_id == user.id,
+        Incident.meti_owner_id == user.id,
+        exists().where(
+            IncidentParticipant.incident_id == Incident.id,
+            IncidentParticipant.user_id == user.id,
+        ),
+        *(rule(user) for rule in NAMED_RULES),
+    )
+
+
+def visible_to(user: User) -> ColumnElement[bool]:
+    if not user.active:
+        return false()
+    named = named_on(user)
+    # AMBER is for the co-lead ministries, not partners.
+    open_markings = ("CLEAR", "GREEN", "AMBER") if user.ministry.is_co_lead else ("CLEAR", "GREEN")
+    return or_(
+        Incident.tlp.in_(open_markings),
+        and_(
+            Incident.tlp == "AMBER+STRICT",
+            or_(Incident.reporter_ministry_id == user.ministry_id, named),
+        ),
+        and_(Incident.tlp == "RED", named),
+    )

@@ -1,0 +1,203 @@
+"""The tamper-evident timeline: append, page, verify.
+
+Each event stores the hash of its predecessor in its incident's chain and its own hash
+over (predecessor hash, canonical event content). Altering any stored event breaks the
+chain from that event on; ``verify`` names the first broken link.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app import clock
+from app.auth.service import Principal
+from app.incidents.models import Incident
+from app.timeline.models import TimelineEvent
+
+GENESIS = "0" * 64
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who made a change: a user (through a token or a session) or the system."""
+
+    kind: str  # user | token | system
+    user_id: uuid.UUID | None = None
+    token_id: uuid.UUID | None = None
+
+    @classmethod
+    def of(cls, principal: Principal) -> Actor:
+        if principal.token_id is not None:
+            return cls("token", principal.user.id, principal.token_id)
+        return cls("user", principal.user.id)
+
+
+SYSTEM = Actor("system")
+
+
+def _normalise(data: dict[str, Any]) -> dict[str, Any]:
+    """JSON-safe data, exactly as the database will give it back."""
+    normal: dict[str, Any] = json.loads(json.dumps(data, default=str))
+    return normal
+
+
+def event_hash(
+    *,
+    prev_hash: str,
+    incident_id: uuid.UUID,
+    seq: int,
+    at: datetime,
+    actor_kind: str,
+    actor_user_id: uuid.UUID | None,
+    actor_token_id: uuid.UUID | None,
+    type_: str,
+    data: dict[str, Any],
+) -> str:
+    content = json.dumps(
+        {
+            "incident_id": str(incident_id),
+            "seq": seq,
+            "at": at.isoformat(),
+            "actor_kind": actor_kind,
+            "actor_user_id": str(actor_user_id) if actor_user_id else None,
+            "actor_token_id": str(actor_token_id) if actor_token_id else None,
+            "type": type_,
+            "data": data,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(f"{prev_hash}\n{content}".encode()).hexdigest()
+
+
+def hash_of(event: TimelineEvent) -> str:
+    return event_hash(
+        prev_hash=event.prev_hash,
+        incident_id=event.incident_id,
+        seq=event.seq,
+        at=event.at,
+        actor_kind=event.actor_kind,
+        actor_user_id=event.actor_user_id,
+        actor_token_id=event.actor_token_id,
+        type_=event.type,
+        data=event.data,
+    )
+
+
+async def record(
+    session: AsyncSession,
+    incident_id: uuid.UUID,
+    actor: Actor,
+    type_: str,
+    data: dict[str, Any],
+    *,
+    at: datetime | None = None,
+) -> TimelineEvent:
+    """Append one event to the incident's chain (in the caller's transaction)."""
+    # Lock the chain head: appends to one incident are serialised.
+    head = (
+        await session.execute(
+            select(Incident.event_count, Incident.last_event_hash)
+            .where(Incident.id == incident_id)
+            .with_for_update()
+        )
+    ).one()
+    seq, prev_hash = head.event_count + 1, head.last_event_hash or GENESIS
+    # Microsecond precision survives every database round trip.
+    at = at or clock.now()
+    data = _normalise(data)
+    event = TimelineEvent(
+        incident_id=incident_id,
+        seq=seq,
+        at=at,
+        actor_kind=actor.kind,
+        actor_user_id=actor.user_id,
+        actor_token_id=actor.token_id,
+        type=type_,
+        data=data,
+        prev_hash=prev_hash,
+    )
+    event.hash = hash_of(event)
+    session.add(event)
+    await session.execute(
+        update(Incident)
+        .where(Incident.id == incident_id)
+        .values(event_count=seq, last_event_hash=event.hash)
+        .execution_options(synchronize_session=False)
+    )
+    await session.flush()
+    return event
+
+
+async def page(
+    session: AsyncSession,
+    incident_id: uuid.UUID,
+    *,
+    after_seq: int,
+    limit: int,
+    types: Sequence[str] | None = None,
+) -> Sequence[TimelineEvent]:
+    query = (
+        select(TimelineEvent)
+        .where(TimelineEvent.incident_id == incident_id, TimelineEvent.seq > after_seq)
+        .order_by(TimelineEvent.seq)
+        .limit(limit)
+    )
+    if types:
+        query = query.where(TimelineEvent.type.in_(types))
+    return (await session.scalars(query)).all()
+
+
+@dataclass(frozen=True)
+class BrokenLink:
+    incident_key: str
+    seq: int
+    reason: str
+
+
+async def verify(session: AsyncSession, incident_key: str | None = None) -> list[BrokenLink]:
+    """Recompute every chain (or one incident's); return the first broken link of each."""
+    query = select(Incident.id, Incident.key, Incident.event_count, Incident.last_event_hash)
+    if incident_key is not None:
+        query = query.where(Incident.key == incident_key)
+    broken: list[BrokenLink] = []
+    for incident_id, key, count, head_hash in (
+        await session.execute(query.order_by(Incident.number))
+    ).all():
+        problem = await _verify_chain(session, incident_id, count, head_hash)
+        if problem is not None:
+            broken.append(BrokenLink(key, *problem))
+    return broken
+
+
+async def _verify_chain(
+    session: AsyncSession, incident_id: uuid.UUID, count: int, head_hash: str
+) -> tuple[int, str] | None:
+    expected_prev, expected_seq = GENESIS, 1
+    stream = await session.stream_scalars(
+        select(TimelineEvent)
+        .where(TimelineEvent.incident_id == incident_id)
+        .order_by(TimelineEvent.seq)
+        .execution_options(yield_per=500)
+    )
+    async for event in stream:
+        if event.seq != expected_seq:
+            return expected_seq, f"event {expected_seq} is missing"
+        if event.prev_hash != expected_prev:
+            return event.seq, "its predecessor hash does not match the previous event"
+        if hash_of(event) != event.hash:
+            return event.seq, "its content does not match its hash (altered)"
+        expected_prev, expected_seq = event.hash, expected_seq + 1
+    if expected_seq - 1 != count or (count and expected_prev != head_hash):
+        return expected_seq, "events are missing from the end of the chain"
+    return None
