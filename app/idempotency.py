@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -152,3 +155,36 @@ async def purge_expired(session: AsyncSession) -> int:
     cutoff = clock.now() - KEY_LIFETIME
     result = await session.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < cutoff))
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def respond_once(
+    db: Database,
+    session: AsyncSession,
+    *,
+    user_id: uuid.UUID,
+    scope: str,
+    key: str | None,
+    body: bytes,
+    produce: Callable[[], Awaitable[BaseModel]],
+    status: int = 201,
+) -> BaseModel | JSONResponse:
+    """Run a creating endpoint under an optional Idempotency-Key."""
+    if key is None:
+        return await produce()
+    reservation = await reserve(
+        db, user_id=user_id, scope=scope, key=key, request_hash=body_hash(body)
+    )
+    if reservation.replay is not None:
+        return JSONResponse(
+            reservation.replay.body,
+            status_code=reservation.replay.status,
+            headers={"Idempotent-Replayed": "true"},
+        )
+    try:
+        result = await produce()
+        await complete(session, reservation, status, result.model_dump(mode="json"))
+    except BaseException:
+        await session.rollback()  # let go of the database before freeing the key
+        await release(db, reservation)
+        raise
+    return result

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from app.errors import TransitionRefused
+from app.errors import Forbidden, TransitionRefused
 
 C = TypeVar("C")
 
@@ -26,9 +26,13 @@ class Guard(Generic[C]):
 
 @dataclass(frozen=True)
 class Edge(Generic[C]):
+    """A permitted move. ``who`` (when set) says who may make it: failing it is 403,
+    failing a guard is 409."""
+
     source: str
     target: str
     guards: tuple[Guard[C], ...] = ()
+    who: Guard[C] | None = None
 
 
 @dataclass
@@ -63,9 +67,17 @@ class Lifecycle(Generic[C]):
             )
         return [g for g in edge.guards if not g.holds(context)]
 
+    def permitted(self, source: str, target: str, context: C) -> bool:
+        edge = self.edge(source, target)
+        return edge is not None and (edge.who is None or edge.who.holds(context))
+
     def check(self, source: str, target: str, context: C) -> None:
-        """Refuse (409, listing every unmet guard) unless the move is allowed now."""
+        """Refuse unless the move is allowed now: 403 when the actor may not make it,
+        409 listing every unmet guard when the state of things does not allow it."""
         failed = self.unmet(source, target, context)
+        edge = self.edge(source, target)
+        if edge is not None and edge.who is not None and not edge.who.holds(context):
+            raise Forbidden(f"Not allowed to move this {self.name} to {target}: {edge.who.message}")
         if failed:
             raise TransitionRefused(
                 f"The {self.name} cannot move from {source} to {target} yet",
@@ -77,6 +89,8 @@ def describe(guards: Iterable[Guard[C]]) -> list[dict[str, str]]:
     return [{"code": g.code, "message": g.message} for g in guards]
 
 
-def edges(sources: Iterable[str], target: str, *guards: Guard[C]) -> list[Edge[C]]:
+def edges(
+    sources: Iterable[str], target: str, *guards: Guard[C], who: Guard[C] | None = None
+) -> list[Edge[C]]:
     """Edges from several states to one target sharing the same guards."""
-    return [Edge(s, target, tuple(guards)) for s in sources]
+    return [Edge(s, target, tuple(guards), who) for s in sources]

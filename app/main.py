@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from app import health
+from app.actions.router import router as actions_router
 from app.auth.router import router as auth_router
 from app.config import Settings, get_settings
 from app.db import Database
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         ministries_router,
         minerals_router,
         incidents_router,
+        actions_router,
     ):
         app.include_router(router)
     return app

@@ -1,5 +1,6 @@
 """Imports every model so the metadata is complete (for Alembic and tests)."""
 
+from app.actions.models import Action, ActionApproval
 from app.auth.models import ApiToken, User
 from app.db import Base
 from app.idempotency import IdempotencyKey
@@ -17,6 +18,8 @@ from app.timeline.models import TimelineEvent
 metadata = Base.metadata
 
 __all__ = [
+    "Action",
+    "ActionApproval",
     "ApiToken",
     "Base",
     "Counter",

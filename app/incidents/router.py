@@ -5,7 +5,6 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
 from app import idempotency
@@ -111,39 +110,25 @@ async def create_incident(
     principal: CurrentUser,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> IncidentCreated:
-    db = get_database(request)
-    reservation = None
-    if idempotency_key is not None:
-        reservation = await idempotency.reserve(
-            db,
-            user_id=principal.user.id,
-            scope="create_incident",
-            key=idempotency_key,
-            request_hash=idempotency.body_hash(await request.body()),
-        )
-        if reservation.replay is not None:
-            return JSONResponse(  # type: ignore[return-value]
-                reservation.replay.body,
-                status_code=reservation.replay.status,
-                headers={"Idempotent-Replayed": "true"},
-            )
-    try:
+    async def produce() -> IncidentCreated:
         incident = await service.create(session, principal, data)
         duplicates = await service.possible_duplicates(session, principal.user, incident)
-        created = IncidentCreated(
+        return IncidentCreated(
             **(await _out(session, incident)).model_dump(),
             possible_duplicates=[
                 IncidentRef(id=d.id, key=d.key, title=d.title, status=d.status) for d in duplicates
             ],
         )
-        if reservation is not None:
-            await idempotency.complete(session, reservation, 201, created.model_dump(mode="json"))
-    except BaseException:
-        if reservation is not None:
-            await session.rollback()  # let go of the database before freeing the key
-            await idempotency.release(db, reservation)
-        raise
-    return created
+
+    return await idempotency.respond_once(  # type: ignore[return-value]
+        get_database(request),
+        session,
+        user_id=principal.user.id,
+        scope="create_incident",
+        key=idempotency_key,
+        body=await request.body(),
+        produce=produce,
+    )
 
 
 @router.get("/incidents/{id_or_key}")

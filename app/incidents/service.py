@@ -36,6 +36,7 @@ from app.incidents.states import INCIDENT_LIFECYCLE, IncidentFacts
 from app.incidents.visibility import visible_to
 from app.minerals.models import Mineral
 from app.ministries.models import CO_LEAD_CODES, Ministry
+from app.models_base import check_version
 from app.schemas import decode_cursor, encode_cursor
 from app.timeline import service as timeline
 from app.timeline.models import TimelineEvent
@@ -349,15 +350,6 @@ async def create(session: AsyncSession, principal: Principal, data: IncidentCrea
         at=now,
     )
     return await get_visible(session, user, incident.id)
-
-
-def check_version(incident: Incident, expected: int) -> None:
-    from app.errors import PreconditionFailed
-
-    if incident.version != expected:
-        raise PreconditionFailed(
-            f"The incident has changed (version {incident.version}, you sent {expected})"
-        )
 
 
 async def update_fields(

@@ -7,20 +7,17 @@ incident a user may not see answers 404 everywhere.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from sqlalchemy import ColumnElement, and_, exists, false, or_
 
 from app.auth.models import User
 from app.incidents.models import Incident, IncidentParticipant
 
-# Later domains add ways of being "named" on an incident (e.g. assignee of one of its
-# actions); each gives a clause over Incident for a user.
-NAMED_RULES: list[Callable[[User], ColumnElement[bool]]] = []
-
 
 def named_on(user: User) -> ColumnElement[bool]:
-    """The user is one of the incident's named people."""
+    """The user is one of the incident's named people: reporter, owner, participant, or
+    assignee of one of its actions."""
+    from app.actions.models import Action
+
     return or_(
         Incident.reporter_id == user.id,
         Incident.doe_owner_id == user.id,
@@ -29,7 +26,7 @@ def named_on(user: User) -> ColumnElement[bool]:
             IncidentParticipant.incident_id == Incident.id,
             IncidentParticipant.user_id == user.id,
         ),
-        *(rule(user) for rule in NAMED_RULES),
+        exists().where(Action.incident_id == Incident.id, Action.assignee_id == user.id),
     )
 
 

@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, Field, StringConstraints
+
+from app.incidents.schemas import UserRef
+from app.schemas import InputModel
+
+Kind = Literal[
+    "stockpile_release",
+    "alternative_sourcing",
+    "joint_procurement",
+    "financing",
+    "permit_fast_track",
+    "diplomatic_outreach",
+    "recycling",
+    "demand_management",
+    "information_sharing",
+    "other",
+]
+OwningMinistry = Literal["DOE", "METI", "JOINT"]
+Priority = Literal["high", "medium", "low"]
+ActionStatus = Literal[
+    "proposed", "approved", "in_progress", "blocked", "completed", "rejected", "cancelled"
+]
+Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
+Text = Annotated[str, StringConstraints(max_length=20_000)]
+
+
+class ActionCreate(InputModel):
+    title: Title
+    description: Text = ""
+    kind: Kind
+    owning_ministry: OwningMinistry
+    assignee_id: uuid.UUID | None = None
+    priority: Priority = "medium"
+    due_at: AwareDatetime | None = None
+
+
+class ActionUpdate(InputModel):
+    title: Title | None = None
+    description: Text | None = None
+    kind: Kind | None = None
+    owning_ministry: OwningMinistry | None = None
+    assignee_id: uuid.UUID | None = None
+    priority: Priority | None = None
+    due_at: AwareDatetime | None = None
+
+
+REQUIRED_FIELDS = frozenset({"title", "description", "kind", "owning_ministry", "priority"})
+
+
+class ActionTransitionRequest(InputModel):
+    to: ActionStatus
+    reason: Text | None = None
+    outcome: Text | None = None
+
+
+class ApprovalOut(BaseModel):
+    ministry: str
+    user: UserRef
+    at: datetime
+
+
+class ActionOut(BaseModel):
+    id: uuid.UUID
+    incident_id: uuid.UUID
+    incident_key: str
+    title: str
+    description: str
+    kind: Kind
+    owning_ministry: OwningMinistry
+    assignee: UserRef | None
+    priority: Priority
+    due_at: datetime | None
+    overdue: bool = Field(description="Not finished and past its due time")
+    status: ActionStatus
+    escalation_level: int
+    blocked_reason: str | None
+    outcome: str | None
+    closing_reason: str | None
+    approvals: list[ApprovalOut]
+    approvals_required: list[str] = Field(description="Ministries whose approval is needed")
+    created_by: UserRef
+    approved_at: datetime | None
+    completed_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    version: int

@@ -1,0 +1,380 @@
+"""Response actions: propose, approve (JOINT needs both co-leads), work, and the queue."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import joinedload, selectinload
+
+from app import clock
+from app.actions.models import Action, ActionApproval
+from app.actions.schemas import REQUIRED_FIELDS, ActionCreate, ActionTransitionRequest, ActionUpdate
+from app.actions.states import ACTION_LIFECYCLE, APPROVALS, OPEN, TERMINAL, ActionFacts
+from app.auth.models import User
+from app.auth.roles import at_least
+from app.auth.service import Principal
+from app.errors import Conflict, Forbidden, InvalidInput, NotFound, TransitionRefused
+from app.incidents.models import Incident
+from app.incidents.service import is_owner, require
+from app.incidents.states import INCIDENT_LIFECYCLE
+from app.incidents.visibility import visible_to
+from app.lifecycle import describe
+from app.ministries.models import CO_LEAD_CODES
+from app.models_base import check_version
+from app.schemas import decode_cursor, encode_cursor
+from app.timeline import service as timeline
+from app.timeline.service import Actor
+
+
+def approvals_required(action: Action) -> tuple[str, ...]:
+    return CO_LEAD_CODES if action.owning_ministry == "JOINT" else (action.owning_ministry,)
+
+
+def leads_owning_ministry(user: User, action: Action) -> bool:
+    """A lead (or admin) of the owning ministry; for JOINT, of either co-lead ministry."""
+    return at_least(user.role, "lead") and user.ministry.code in approvals_required(action)
+
+
+def is_overdue(action: Action, now: datetime | None = None) -> bool:
+    return (
+        action.status not in TERMINAL
+        and action.due_at is not None
+        and action.due_at <= (now or clock.now())
+    )
+
+
+def _details() -> list[Any]:
+    return [
+        joinedload(Action.incident),
+        joinedload(Action.assignee),
+        joinedload(Action.created_by),
+        selectinload(Action.approvals).joinedload(ActionApproval.user),
+    ]
+
+
+async def get_visible(session: AsyncSession, user: User, action_id: uuid.UUID) -> Action:
+    """The action if the user may see its incident; 404 otherwise."""
+    action = await session.scalar(
+        select(Action)
+        .join(Incident, Incident.id == Action.incident_id)
+        .where(Action.id == action_id, visible_to(user))
+        .options(*_details())
+        .execution_options(populate_existing=True)
+    )
+    if action is None:
+        raise NotFound("No such action")
+    return action
+
+
+async def _check_assignee(
+    session: AsyncSession, assignee_id: uuid.UUID | None, owning_ministry: str
+) -> User | None:
+    if assignee_id is None:
+        return None
+    user = await session.get(User, assignee_id)
+    if user is None or not user.active:
+        raise InvalidInput("assignee_id", "no such active user")
+    allowed = CO_LEAD_CODES if owning_ministry == "JOINT" else (owning_ministry,)
+    if user.ministry.code not in allowed:
+        raise InvalidInput("assignee_id", f"the assignee must belong to {' or '.join(allowed)}")
+    return user
+
+
+def _require_workable_incident(incident: Incident) -> None:
+    if incident.status in INCIDENT_LIFECYCLE.terminal:
+        raise TransitionRefused(
+            f"The incident is {incident.status}; its actions can no longer change",
+            [{"code": "incident_closed", "message": f"the incident is {incident.status}"}],
+        )
+
+
+async def create(
+    session: AsyncSession, principal: Principal, incident: Incident, data: ActionCreate
+) -> Action:
+    user = principal.user
+    require(at_least(user.role, "responder"), "Proposing actions needs the responder role")
+    _require_workable_incident(incident)
+    await _check_assignee(session, data.assignee_id, data.owning_ministry)
+    now = clock.now()
+    action = Action(
+        incident_id=incident.id,
+        created_by_id=user.id,
+        status="proposed",
+        created_at=now,
+        updated_at=now,
+        approvals=[],
+        **data.model_dump(),
+    )
+    session.add(action)
+    await session.flush()
+    await timeline.record(
+        session,
+        incident.id,
+        Actor.of(principal),
+        "action.created",
+        {"action_id": action.id, **data.model_dump(mode="json")},
+        at=now,
+    )
+    return await get_visible(session, user, action.id)
+
+
+def may_edit(user: User, action: Action) -> bool:
+    if leads_owning_ministry(user, action) or is_owner(user, action.incident):
+        return True
+    return action.status == "proposed" and user.id == action.created_by_id
+
+
+async def update(
+    session: AsyncSession,
+    principal: Principal,
+    action: Action,
+    expected: int,
+    data: ActionUpdate,
+) -> Action:
+    user = principal.user
+    require(
+        may_edit(user, action),
+        "Only leads of the owning ministry, incident owners "
+        "and (while proposed) the proposer may edit an action",
+    )
+    check_version(action, expected)
+    _require_workable_incident(action.incident)
+    if action.status in TERMINAL:
+        raise Conflict(f"The action is {action.status}")
+    changes = data.model_dump(exclude_unset=True)
+    for name in REQUIRED_FIELDS & changes.keys():
+        if changes[name] is None:
+            raise InvalidInput(name, "may not be null")
+    if "owning_ministry" in changes and action.status != "proposed":
+        raise InvalidInput("owning_ministry", "can only change while the action is proposed")
+    ministry = changes.get("owning_ministry", action.owning_ministry)
+    if "assignee_id" in changes or "owning_ministry" in changes:
+        await _check_assignee(session, changes.get("assignee_id", action.assignee_id), ministry)
+    new_due = changes.get("due_at")
+    if new_due is not None and action.status != "proposed" and new_due <= clock.now():
+        raise InvalidInput("due_at", "must be in the future")
+    before, after = {}, {}
+    for name, value in changes.items():
+        current = getattr(action, name)
+        if current != value:
+            before[name], after[name] = current, value
+            setattr(action, name, value)
+    if not after:
+        return action
+    if "due_at" in after:
+        # A new due time restarts the escalation ladder from the new deadline.
+        action.escalation_level = 0
+    action.updated_at = clock.now()
+    await session.flush()
+    await timeline.record(
+        session,
+        action.incident_id,
+        Actor.of(principal),
+        "action.updated",
+        {"action_id": action.id, "before": before, "after": after},
+    )
+    return await get_visible(session, user, action.id)
+
+
+def facts(
+    user: User, action: Action, request: ActionTransitionRequest | None = None
+) -> ActionFacts:
+    present = {a.ministry_code for a in action.approvals}
+    return ActionFacts(
+        has_due_at=action.due_at is not None,
+        has_assignee=action.assignee_id is not None,
+        approvals_missing=tuple(m for m in approvals_required(action) if m not in present),
+        reason=request.reason if request else None,
+        outcome=request.outcome if request else None,
+        actor_is_assignee=action.assignee_id == user.id,
+        actor_leads_owning_ministry=leads_owning_ministry(user, action),
+        actor_owns_incident=is_owner(user, action.incident),
+    )
+
+
+async def approve(
+    session: AsyncSession, principal: Principal, action: Action, expected: int | None = None
+) -> Action:
+    """Record the caller's ministry's approval; the action becomes approved once every
+    required ministry has approved (one for DOE/METI actions, both for JOINT)."""
+    user = principal.user
+    if expected is not None:
+        check_version(action, expected)
+    _require_workable_incident(action.incident)
+    if action.status != "proposed":
+        raise TransitionRefused(
+            "Only a proposed action can be approved",
+            [{"code": "not_proposed", "message": f"the action is {action.status}"}],
+        )
+    ministry = user.ministry.code
+    if not leads_owning_ministry(user, action):
+        raise Forbidden(
+            f"Only a lead of {' or '.join(approvals_required(action))} may approve this action"
+        )
+    if any(a.ministry_code == ministry for a in action.approvals):
+        raise Conflict(f"{ministry} has already approved this action")
+    now = clock.now()
+    current = facts(user, action)
+    unmet = [
+        g for g in ACTION_LIFECYCLE.unmet("proposed", "approved", current) if g is not APPROVALS
+    ]
+    if unmet:
+        raise TransitionRefused("The action cannot be approved yet", describe(unmet))
+    assert action.due_at is not None
+    if action.due_at <= now:
+        raise InvalidInput("due_at", "is in the past; set a new due time before approving")
+    action.approvals.append(
+        ActionApproval(
+            action_id=action.id, ministry_code=ministry, user_id=user.id, at=now, user=user
+        )
+    )
+    action.updated_at = now
+    missing = [
+        m
+        for m in approvals_required(action)
+        if m not in {a.ministry_code for a in action.approvals}
+    ]
+    data: dict[str, Any] = {"action_id": action.id, "ministry": ministry}
+    if not missing:
+        ACTION_LIFECYCLE.check("proposed", "approved", facts(user, action))
+        action.status, action.approved_at = "approved", now
+    await session.flush()
+    await timeline.record(session, action.incident_id, Actor.of(principal), "action.approved", data)
+    if not missing:
+        await _record_status(session, principal, action, "proposed", "approved", None)
+    return await get_visible(session, user, action.id)
+
+
+async def _record_status(
+    session: AsyncSession,
+    principal: Principal,
+    action: Action,
+    source: str,
+    target: str,
+    note: str | None,
+) -> None:
+    data: dict[str, Any] = {"action_id": action.id, "from": source, "to": target}
+    if note:
+        data["note"] = note
+    await timeline.record(
+        session, action.incident_id, Actor.of(principal), "action.status_changed", data
+    )
+
+
+async def transition(
+    session: AsyncSession,
+    principal: Principal,
+    action: Action,
+    expected: int,
+    request: ActionTransitionRequest,
+) -> Action:
+    if request.to == "approved":
+        return await approve(session, principal, action, expected)
+    user = principal.user
+    check_version(action, expected)
+    _require_workable_incident(action.incident)
+    source, target = action.status, request.to
+    ACTION_LIFECYCLE.check(source, target, facts(user, action, request))
+    now = clock.now()
+    action.status, action.updated_at = target, now
+    note: str | None = None
+    if target == "blocked":
+        action.blocked_reason = note = request.reason
+    elif source == "blocked":
+        action.blocked_reason = None
+    if target == "completed":
+        action.outcome, action.completed_at = request.outcome, now
+        note = request.outcome
+    elif target in ("rejected", "cancelled"):
+        action.closing_reason = note = request.reason
+    await session.flush()
+    await _record_status(session, principal, action, source, target, note)
+    return await get_visible(session, user, action.id)
+
+
+# --- the queue ----------------------------------------------------------------------------
+
+
+@dataclass
+class QueueFilters:
+    assignee: uuid.UUID | None = None
+    ministry: list[str] = field(default_factory=list)
+    status: list[str] = field(default_factory=list)
+    overdue: bool = False
+    due_before: datetime | None = None
+    incident_id: uuid.UUID | None = None
+
+
+def _after(due_at: datetime | None, last_id: uuid.UUID) -> ColumnElement[bool]:
+    """Rows after the cursor in (due_at NULLS LAST, id) order."""
+    if due_at is None:
+        return and_(Action.due_at.is_(None), Action.id > last_id)
+    return or_(
+        Action.due_at > due_at,
+        and_(Action.due_at == due_at, Action.id > last_id),
+        Action.due_at.is_(None),
+    )
+
+
+async def queue(
+    session: AsyncSession,
+    user: User,
+    filters: QueueFilters,
+    *,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> tuple[Sequence[Action], str | None]:
+    """Actions across the incidents the user may see, soonest due first."""
+    query = select(Action).join(Incident, Incident.id == Action.incident_id).where(visible_to(user))
+    if filters.assignee is not None:
+        query = query.where(Action.assignee_id == filters.assignee)
+    if filters.ministry:
+        query = query.where(Action.owning_ministry.in_(filters.ministry))
+    if filters.status:
+        query = query.where(Action.status.in_(filters.status))
+    if filters.overdue:
+        query = query.where(Action.status.in_(OPEN), Action.due_at <= clock.now())
+    if filters.due_before is not None:
+        query = query.where(Action.due_at < filters.due_before)
+    if filters.incident_id is not None:
+        query = query.where(Action.incident_id == filters.incident_id)
+    if cursor:
+        raw_due, raw_id = decode_cursor(cursor, 2)
+        try:
+            due = datetime.fromisoformat(raw_due) if raw_due is not None else None
+            last_id = uuid.UUID(str(raw_id))
+        except (TypeError, ValueError):
+            raise InvalidInput("cursor", "malformed cursor", location="query") from None
+        query = query.where(_after(due, last_id))
+    rows = (
+        await session.scalars(
+            query.options(*_details())
+            .order_by(Action.due_at.asc().nulls_last(), Action.id.asc())
+            .limit(limit + 1)
+        )
+    ).all()
+    page, more = rows[:limit], len(rows) > limit
+    next_cursor = None
+    if more:
+        last = page[-1]
+        next_cursor = encode_cursor(
+            [last.due_at.isoformat() if last.due_at else None, str(last.id)]
+        )
+    return page, next_cursor
+
+
+async def for_incident(session: AsyncSession, incident: Incident) -> Sequence[Action]:
+    return (
+        await session.scalars(
+            select(Action)
+            .where(Action.incident_id == incident.id)
+            .options(*_details())
+            .order_by(Action.created_at, Action.id)
+        )
+    ).all()
