@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -20,23 +22,30 @@ T = TypeVar("T")
 cli = typer.Typer(help="RRG coordination service", no_args_is_help=True, add_completion=False)
 users_cli = typer.Typer(help="Manage users", no_args_is_help=True)
 tokens_cli = typer.Typer(help="Manage API tokens", no_args_is_help=True)
+audit_cli = typer.Typer(help="Check the tamper-evident timeline", no_args_is_help=True)
 cli.add_typer(users_cli, name="users")
 cli.add_typer(tokens_cli, name="tokens")
+cli.add_typer(audit_cli, name="audit")
 
 OPENAPI_PATH = Path("openapi/openapi.json")
 DEMO_CREDENTIALS = Path("var/demo-credentials.txt")
 
 
-def _fail(message: str) -> typer.Exit:
+def _fail(message: str, code: int = 1) -> typer.Exit:
     typer.secho(message, fg=typer.colors.RED, err=True)
-    return typer.Exit(code=1)
+    return typer.Exit(code=code)
 
 
-def run_in_unit_of_work(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+def run_in_unit_of_work(
+    settings: Settings,
+    work: Callable[[AsyncSession], Awaitable[T]],
+    *,
+    readonly: bool = False,
+) -> T:
     async def main() -> T:
         db = Database.from_settings(settings)
         try:
-            async with db.unit_of_work() as session:
+            async with db.unit_of_work(readonly=readonly) as session:
                 return await work(session)
         finally:
             await db.dispose()
@@ -195,6 +204,92 @@ def tokens_create(
     if token is None:
         raise _fail(f"No user with email {email}")
     typer.echo(token)
+
+
+@audit_cli.command("verify")
+def audit_verify(
+    key: Annotated[str | None, typer.Argument(help="Only this incident (e.g. RRG-0001)")] = None,
+) -> None:
+    """Recompute the timeline hash chains; name the first broken link of each."""
+    from sqlalchemy import func, select
+
+    from app.incidents.models import Incident
+    from app.timeline import service
+    from app.timeline.models import TimelineEvent
+
+    key = key.upper() if key is not None else None
+
+    async def work(session: AsyncSession) -> tuple[int, int, list[service.BrokenLink]]:
+        incidents = select(func.count()).select_from(Incident)
+        events = select(func.count()).select_from(TimelineEvent)
+        if key is not None:
+            incidents = incidents.where(Incident.key == key)
+            events = events.join(Incident).where(Incident.key == key)
+        n_incidents = (await session.execute(incidents)).scalar_one()
+        n_events = (await session.execute(events)).scalar_one()
+        return n_incidents, n_events, await service.verify(session, key)
+
+    n_incidents, n_events, broken = run_in_unit_of_work(get_settings(), work, readonly=True)
+    if key is not None and n_incidents == 0:
+        raise _fail(f"No incident {key}", code=2)
+    for link in broken:
+        typer.secho(
+            f"BROKEN {link.incident_key} at seq {link.seq}: {link.reason}", fg=typer.colors.RED
+        )
+    typer.echo(f"{n_incidents} incidents, {n_events} events checked, {len(broken)} broken chains")
+    if broken:
+        raise typer.Exit(code=1)
+
+
+@cli.command()
+def sweep(
+    at: Annotated[
+        datetime | None, typer.Option(help="Sweep as if at this time (ISO 8601, UTC if naive)")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Change nothing")] = False,
+) -> None:
+    """Run one escalation sweep and print each escalation (item, level, recipients)."""
+    from app.escalation.sweep import sweep as run_sweep
+
+    when = None if at is None else at if at.tzinfo else at.replace(tzinfo=UTC)
+
+    async def main() -> None:
+        db = Database.from_settings(get_settings())
+        try:
+            report = await run_sweep(db, when, dry_run=dry_run)
+        finally:
+            await db.dispose()
+        verb = "would escalate" if dry_run else "escalated"
+        for record in report.escalations:
+            typer.echo(record.describe())
+        typer.echo(f"{verb} {len(report.escalations)} item-levels at {report.at.isoformat()}")
+
+    asyncio.run(main())
+
+
+@cli.command()
+def worker() -> None:
+    """Run the escalation scheduler without serving HTTP (for worker replicas)."""
+    from app.escalation.scheduler import build_scheduler
+
+    settings = get_settings()
+
+    async def main() -> None:
+        db = Database.from_settings(settings)
+        scheduler = build_scheduler(settings, db)
+        scheduler.start()
+        typer.echo(f"RRG worker: sweeping every {settings.sweep_interval_seconds:g}s")
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            scheduler.shutdown(wait=True)
+            await db.dispose()
+
+    asyncio.run(main())
 
 
 def main() -> None:

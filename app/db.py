@@ -131,15 +131,22 @@ class Database:
         return self.engine.dialect.name
 
     @asynccontextmanager
-    async def unit_of_work(self, *, readonly: bool = False) -> AsyncIterator[AsyncSession]:
-        """One transaction: commit when the block ends normally, roll back otherwise."""
+    async def unit_of_work(
+        self, *, readonly: bool = False, commit: bool = True
+    ) -> AsyncIterator[AsyncSession]:
+        """One transaction: commit when the block ends normally, roll back otherwise
+        (``commit=False``: always roll back, e.g. for a dry run)."""
         factory = self._reader if readonly else self._writer
         async with factory() as session:
             try:
                 yield session
                 # A read-only unit of work just closes (its loaded objects stay usable).
-                if not readonly:
+                if readonly:
+                    pass
+                elif commit:
                     await session.commit()
+                else:
+                    await session.rollback()
             except BaseException:
                 await session.rollback()
                 raise

@@ -15,11 +15,14 @@ from app.auth.router import router as auth_router
 from app.config import Settings, get_settings
 from app.db import Database
 from app.errors import install_error_handlers
+from app.escalation.router import router as escalation_router
+from app.escalation.scheduler import build_scheduler
 from app.incidents.router import router as incidents_router
 from app.middleware import BodySizeLimit
 from app.migrate import head_revision
 from app.minerals.router import router as minerals_router
 from app.ministries.router import router as ministries_router
+from app.notifications.router import router as notifications_router
 
 logger = logging.getLogger("rrg")
 
@@ -36,9 +39,15 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        scheduler = None
+        if settings.scheduler == "on":
+            scheduler = build_scheduler(settings, database)
+            scheduler.start()
         try:
             yield
         finally:
+            if scheduler is not None:
+                scheduler.shutdown(wait=True)
             if owns_db:
                 await database.dispose()
 
@@ -61,6 +70,8 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         minerals_router,
         incidents_router,
         actions_router,
+        escalation_router,
+        notifications_router,
     ):
         app.include_router(router)
     return app

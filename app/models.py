@@ -3,6 +3,7 @@
 from app.actions.models import Action, ActionApproval
 from app.auth.models import ApiToken, User
 from app.db import Base
+from app.escalation.models import Escalation, EscalationPolicy, EscalationPolicyChange
 from app.idempotency import IdempotencyKey
 from app.incidents.models import (
     Counter,
@@ -13,6 +14,8 @@ from app.incidents.models import (
 )
 from app.minerals.models import Mineral
 from app.ministries.models import Ministry
+from app.notifications.models import Notification
+from app.outbox.models import OutboxEvent
 from app.timeline.models import TimelineEvent
 
 metadata = Base.metadata
@@ -23,6 +26,9 @@ __all__ = [
     "ApiToken",
     "Base",
     "Counter",
+    "Escalation",
+    "EscalationPolicy",
+    "EscalationPolicyChange",
     "IdempotencyKey",
     "Incident",
     "IncidentMineral",
@@ -30,6 +36,8 @@ __all__ = [
     "IncidentSignoff",
     "Mineral",
     "Ministry",
+    "Notification",
+    "OutboxEvent",
     "TimelineEvent",
     "User",
     "metadata",

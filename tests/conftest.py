@@ -38,6 +38,14 @@ BACKENDS = ["sqlite", *(["postgresql"] if POSTGRES_URL else [])]
 # Tables whose rows are seeded by migrations and survive between tests.
 REFERENCE_TABLES = {"alembic_version", "ministries", "minerals", "escalation_policies", "counters"}
 SEEDED_MINISTRIES = ("DOE", "METI")
+HOUR, DAY = 3600, 86400
+# SPEC §4 defaults, as seeded by migration; restored after every test.
+DEFAULT_POLICIES = {
+    "SEV1": {"t": 1 * HOUR, "l2": 2 * HOUR, "l3": 6 * HOUR, "u": 12 * HOUR},
+    "SEV2": {"t": 4 * HOUR, "l2": 8 * HOUR, "l3": 24 * HOUR, "u": 24 * HOUR},
+    "SEV3": {"t": 24 * HOUR, "l2": 48 * HOUR, "l3": 5 * DAY, "u": 3 * DAY},
+    "SEV4": {"t": 72 * HOUR, "l2": 5 * DAY, "l3": 10 * DAY, "u": 7 * DAY},
+}
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -106,6 +114,18 @@ async def clear_data(db: Database) -> None:
             for name in tables:
                 await conn.execute(text(f"DELETE FROM {name}"))
         await conn.execute(text("DELETE FROM ministries WHERE code NOT IN ('DOE', 'METI')"))
+        # Named sequences (incident keys) restart with the data they numbered.
+        await conn.execute(text("UPDATE counters SET value = 0"))
+        for severity, values in DEFAULT_POLICIES.items():
+            await conn.execute(
+                text(
+                    "UPDATE escalation_policies SET triage_within_seconds = :t, "
+                    "level2_after_seconds = :l2, level3_after_seconds = :l3, "
+                    "update_every_seconds = :u, updated_at = NULL, updated_by_id = NULL "
+                    "WHERE severity = :s"
+                ),
+                {"s": severity, **values},
+            )
         for hook in RESET_HOOKS:
             await hook(conn)
 

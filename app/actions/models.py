@@ -28,6 +28,7 @@ OWNING_MINISTRIES = ("DOE", "METI", "JOINT")
 PRIORITIES = ("high", "medium", "low")
 
 _OPEN_SQL = "status NOT IN (" + ", ".join(f"'{s}'" for s in sorted(TERMINAL)) + ")"
+_ESCALATABLE_SQL = _OPEN_SQL + " AND escalation_level < 3"
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -53,6 +54,13 @@ class Action(IdMixin, TimestampMixin, Base):
             postgresql_where=text(_OPEN_SQL),
             sqlite_where=text(_OPEN_SQL),
         ),
+        # What the escalation sweep scans: open actions still below the top level.
+        Index(
+            "ix_actions_escalatable_due_at",
+            "due_at",
+            postgresql_where=text(_ESCALATABLE_SQL),
+            sqlite_where=text(_ESCALATABLE_SQL),
+        ),
     )
 
     incident_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("incidents.id"))
@@ -65,6 +73,8 @@ class Action(IdMixin, TimestampMixin, Base):
     due_at: Mapped[datetime | None] = mapped_column(default=None)
     status: Mapped[str] = mapped_column(String(16), default="proposed")
     escalation_level: Mapped[int] = mapped_column(default=0)
+    # Incremented when due_at changes: the escalation ladder restarts from the new deadline.
+    ladder_round: Mapped[int] = mapped_column(default=0)
     blocked_reason: Mapped[str | None] = mapped_column(Text, default=None)
     outcome: Mapped[str | None] = mapped_column(Text, default=None)
     # Why it was rejected or cancelled.

@@ -170,6 +170,7 @@ async def update(
     if "due_at" in after:
         # A new due time restarts the escalation ladder from the new deadline.
         action.escalation_level = 0
+        action.ladder_round += 1
     action.updated_at = clock.now()
     await session.flush()
     await timeline.record(
@@ -230,9 +231,7 @@ async def approve(
     if action.due_at <= now:
         raise InvalidInput("due_at", "is in the past; set a new due time before approving")
     action.approvals.append(
-        ActionApproval(
-            action_id=action.id, ministry_code=ministry, user_id=user.id, at=now, user=user
-        )
+        ActionApproval(action_id=action.id, ministry_code=ministry, user_id=user.id, at=now)
     )
     action.updated_at = now
     missing = [

@@ -64,6 +64,7 @@ class Incident(IdMixin, TimestampMixin, Base):
         Index("ix_incidents_reported_at", "reported_at", "id"),
         Index("ix_incidents_updated_at", "updated_at", "id"),
         Index("ix_incidents_category_reported_at", "category", "reported_at"),
+        Index("ix_incidents_status_last_activity_at", "status", "last_activity_at"),
     )
 
     number: Mapped[int] = mapped_column(unique=True)
@@ -107,6 +108,12 @@ class Incident(IdMixin, TimestampMixin, Base):
     # Head of the tamper-evident timeline chain (see app.timeline).
     event_count: Mapped[int] = mapped_column(default=0)
     last_event_hash: Mapped[str] = mapped_column(String(64), default="")
+    # Escalation state (see app.escalation): the triage ladder reached (0-2), the last
+    # timeline activity by a person, and the stale-update reminders sent.
+    triage_level: Mapped[int] = mapped_column(default=0)
+    last_activity_at: Mapped[datetime | None] = mapped_column(default=None)
+    stale_reminded_at: Mapped[datetime | None] = mapped_column(default=None)
+    stale_reminders: Mapped[int] = mapped_column(default=0)
 
     reporter: Mapped[User] = relationship(foreign_keys=[reporter_id], lazy="raise")
     doe_owner: Mapped[User | None] = relationship(foreign_keys=[doe_owner_id], lazy="raise")

@@ -333,6 +333,7 @@ async def create(session: AsyncSession, principal: Principal, data: IncidentCrea
         reporter_id=user.id,
         reporter_ministry_id=user.ministry_id,
         reported_at=now,
+        last_activity_at=now,
         created_at=now,
         updated_at=now,
         mineral_links=[IncidentMineral(mineral_code=c) for c in minerals],
@@ -448,7 +449,9 @@ async def transition(
     data: dict[str, Any] = {"from": source, "to": target}
     if request.reason:
         data["reason"] = request.reason
-    if target == "triaged":
+    if source == "watch" and target == "reported":
+        incident.reported_at = now  # the triage clock starts when it is declared
+    elif target == "triaged":
         incident.triaged_at = now
     elif target == "rejected":
         incident.rejection_reason = request.reason

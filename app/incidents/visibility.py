@@ -8,6 +8,7 @@ incident a user may not see answers 404 everywhere.
 from __future__ import annotations
 
 from sqlalchemy import ColumnElement, and_, exists, false, or_
+from sqlalchemy.orm import aliased
 
 from app.auth.models import User
 from app.incidents.models import Incident, IncidentParticipant
@@ -18,6 +19,9 @@ def named_on(user: User) -> ColumnElement[bool]:
     assignee of one of its actions."""
     from app.actions.models import Action
 
+    # An alias, so the subquery correlates only to the incident even inside queries that
+    # already select from actions (the action detail and the queue).
+    assigned = aliased(Action)
     return or_(
         Incident.reporter_id == user.id,
         Incident.doe_owner_id == user.id,
@@ -26,7 +30,7 @@ def named_on(user: User) -> ColumnElement[bool]:
             IncidentParticipant.incident_id == Incident.id,
             IncidentParticipant.user_id == user.id,
         ),
-        exists().where(Action.incident_id == Incident.id, Action.assignee_id == user.id),
+        exists().where(assigned.incident_id == Incident.id, assigned.assignee_id == user.id),
     )
 
 

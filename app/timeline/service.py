@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import clock
@@ -94,6 +94,15 @@ def hash_of(event: TimelineEvent) -> str:
     )
 
 
+@dataclass(frozen=True)
+class NewEvent:
+    incident_id: uuid.UUID
+    actor: Actor
+    type: str
+    data: dict[str, Any]
+    at: datetime | None = None
+
+
 async def record(
     session: AsyncSession,
     incident_id: uuid.UUID,
@@ -104,39 +113,70 @@ async def record(
     at: datetime | None = None,
 ) -> TimelineEvent:
     """Append one event to the incident's chain (in the caller's transaction)."""
-    # Lock the chain head: appends to one incident are serialised.
-    head = (
-        await session.execute(
-            select(Incident.event_count, Incident.last_event_hash)
-            .where(Incident.id == incident_id)
-            .with_for_update()
+    return (await record_many(session, [NewEvent(incident_id, actor, type_, data, at)]))[0]
+
+
+async def record_many(session: AsyncSession, new_events: Sequence[NewEvent]) -> list[TimelineEvent]:
+    """Append events (in order) to their incidents' chains, in the caller's transaction.
+
+    The chain heads are locked first, in id order, so concurrent appends to one incident
+    are serialised and appends to many never deadlock.
+    """
+    if not new_events:
+        return []
+    ids = sorted({e.incident_id for e in new_events})
+    heads = {
+        row.id: (row.event_count, row.last_event_hash or GENESIS)
+        for row in (
+            await session.execute(
+                select(Incident.id, Incident.event_count, Incident.last_event_hash)
+                .where(Incident.id.in_(ids))
+                .order_by(Incident.id)
+                .with_for_update()
+            )
+        ).all()
+    }
+    now = clock.now()
+    active: dict[uuid.UUID, datetime] = {}
+    events: list[TimelineEvent] = []
+    for new in new_events:
+        seq, prev_hash = heads[new.incident_id]
+        event = TimelineEvent(
+            incident_id=new.incident_id,
+            seq=seq + 1,
+            at=new.at or now,
+            actor_kind=new.actor.kind,
+            actor_user_id=new.actor.user_id,
+            actor_token_id=new.actor.token_id,
+            type=new.type,
+            data=_normalise(new.data),
+            prev_hash=prev_hash,
         )
-    ).one()
-    seq, prev_hash = head.event_count + 1, head.last_event_hash or GENESIS
-    # Microsecond precision survives every database round trip.
-    at = at or clock.now()
-    data = _normalise(data)
-    event = TimelineEvent(
-        incident_id=incident_id,
-        seq=seq,
-        at=at,
-        actor_kind=actor.kind,
-        actor_user_id=actor.user_id,
-        actor_token_id=actor.token_id,
-        type=type_,
-        data=data,
-        prev_hash=prev_hash,
-    )
-    event.hash = hash_of(event)
-    session.add(event)
-    await session.execute(
-        update(Incident)
-        .where(Incident.id == incident_id)
-        .values(event_count=seq, last_event_hash=event.hash)
-        .execution_options(synchronize_session=False)
-    )
+        event.hash = hash_of(event)
+        heads[new.incident_id] = (event.seq, event.hash)
+        if new.actor.kind != "system":
+            active[new.incident_id] = event.at
+        events.append(event)
+    session.add_all(events)
+    # One executemany per shape: the heads, and the heads plus people's activity.
+    table = Incident.__table__
+    assert isinstance(table, Table)
+    heads_only = update(table).where(table.c.id == bindparam("b_id"))
+    for with_activity in (False, True):
+        rows = [
+            {
+                "b_id": incident_id,
+                "event_count": heads[incident_id][0],
+                "last_event_hash": heads[incident_id][1],
+                **({"last_activity_at": active[incident_id]} if with_activity else {}),
+            }
+            for incident_id in ids
+            if (incident_id in active) == with_activity
+        ]
+        if rows:
+            await session.execute(heads_only, rows)
     await session.flush()
-    return event
+    return events
 
 
 async def page(
