@@ -1,4 +1,4 @@
-"""Demo users (and, later, a demo scenario) for a fresh embedded database."""
+"""Demo users and the demo scenario, for a fresh database."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from app.auth import service as auth_service
 from app.auth.models import User
 from app.auth.roles import ROLES
 from app.auth.schemas import TokenCreate, UserCreate
+from app.demo_scenario import load_scenario
 
 DEMO_NAMES = {
     "DOE": {
@@ -34,6 +35,7 @@ async def load_demo(session: AsyncSession) -> list[str] | None:
     if await session.scalar(select(func.count()).select_from(User)):
         return None
     lines = []
+    cast: dict[tuple[str, str], User] = {}
     for ministry, names in DEMO_NAMES.items():
         for role in ROLES:
             password = secrets.token_urlsafe(12)
@@ -49,6 +51,8 @@ async def load_demo(session: AsyncSession) -> list[str] | None:
                     password=password,
                 ),
             )
+            cast[(ministry, role)] = user
             _, token = await auth_service.create_token(session, user, TokenCreate(name="demo"))
             lines.append(f"{user.email} | {password} | {token}")
+    await load_scenario(session, cast)
     return lines

@@ -129,6 +129,46 @@ def test_demo_seeds_an_empty_database_once(sqlite_env: dict[str, str], tmp_path:
     assert again.returncode == 0 and "first run" in again.stdout
     assert [line for line in again.stdout.splitlines() if "@" in line] == lines
 
+    # The scenario: incidents in many states, actions in every state, some overdue,
+    # and every timeline chain intact.
+    import sqlite3
+
+    db = sqlite3.connect(sqlite_env["RRG_DATABASE_URL"].removeprefix("sqlite:///"))
+    incident_states = {row[0] for row in db.execute("SELECT DISTINCT status FROM incidents")}
+    assert incident_states >= {
+        "watch",
+        "reported",
+        "responding",
+        "monitoring",
+        "resolved",
+        "closed",
+        "rejected",
+    }
+    action_states = {row[0] for row in db.execute("SELECT DISTINCT status FROM actions")}
+    assert action_states == {
+        "proposed",
+        "approved",
+        "in_progress",
+        "blocked",
+        "completed",
+        "rejected",
+        "cancelled",
+    }
+    overdue = db.execute(
+        "SELECT count(*) FROM actions WHERE status NOT IN ('completed', 'rejected', 'cancelled')"
+        " AND due_at < datetime('now')"
+    ).fetchone()[0]
+    assert overdue >= 2
+    owned = db.execute(
+        "SELECT count(*) FROM incidents WHERE doe_owner_id IS NOT NULL AND meti_owner_id IS NOT NULL"
+    ).fetchone()[0]
+    assert owned >= 5
+    comments = db.execute("SELECT count(*) FROM timeline_events WHERE type = 'comment.created'")
+    assert comments.fetchone()[0] >= 2
+    db.close()
+    verified = run(["audit", "verify"], sqlite_env, cwd=tmp_path)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
 
 def test_openapi_command_writes_the_contract(tmp_path: Path, sqlite_env: dict[str, str]):
     out = tmp_path / "openapi.json"
