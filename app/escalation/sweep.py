@@ -107,7 +107,7 @@ async def load_directory(session: AsyncSession) -> Directory:
         .where(User.active, User.role == "lead", Ministry.code.in_(CO_LEAD_CODES))
         .order_by(User.email)
     )
-    for user_id, code in rows.tuples():
+    for user_id, code in rows:
         leads[code].append(user_id)
     co_chairs = (
         await session.scalars(

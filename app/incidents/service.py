@@ -261,7 +261,7 @@ async def current_signoffs(
         .where(IncidentSignoff.incident_id.in_(list(rounds)))
         .order_by(IncidentSignoff.at)
     )
-    for signoff, user in rows.tuples():
+    for signoff, user in rows:
         if rounds[signoff.incident_id] == signoff.resolution_round:
             out[signoff.incident_id].append((signoff, user))
     return out
