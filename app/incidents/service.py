@@ -531,9 +531,11 @@ async def add_participant(
     session: AsyncSession, principal: Principal, incident: Incident, user_id: uuid.UUID
 ) -> Incident:
     actor = principal.user
+    # The reporter may bring people in too: on a RED incident nobody else may see it, so
+    # without this nobody could ever triage a RED report from a responder.
     require(
-        may_triage(actor, incident),
-        "Only leads, admins and the incident's owners may add participants",
+        may_triage(actor, incident) or actor.id == incident.reporter_id,
+        "Only leads, admins, the incident's owners and its reporter may add participants",
     )
     require_open(incident)
     user = await _active_user(session, user_id, "user_id")

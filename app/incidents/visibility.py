@@ -38,13 +38,14 @@ def visible_to(user: User) -> ColumnElement[bool]:
     if not user.active:
         return false()
     named = named_on(user)
-    # AMBER is for the co-lead ministries, not partners.
-    open_markings = ("CLEAR", "GREEN", "AMBER") if user.ministry.is_co_lead else ("CLEAR", "GREEN")
+    # AMBER is for the co-lead ministries, not partners (unless they are named on it).
+    open_markings: tuple[str, ...] = ("CLEAR", "GREEN", "AMBER")
+    named_markings: tuple[str, ...] = ("AMBER+STRICT", "RED")
+    if not user.ministry.is_co_lead:
+        open_markings, named_markings = ("CLEAR", "GREEN"), ("AMBER", "AMBER+STRICT", "RED")
     return or_(
         Incident.tlp.in_(open_markings),
-        and_(
-            Incident.tlp == "AMBER+STRICT",
-            or_(Incident.reporter_ministry_id == user.ministry_id, named),
-        ),
-        and_(Incident.tlp == "RED", named),
+        and_(Incident.tlp == "AMBER+STRICT", Incident.reporter_ministry_id == user.ministry_id),
+        # Named people (reporter, owners, participants, assignees) see what they are on.
+        and_(Incident.tlp.in_(named_markings), named),
     )
