@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, and_, func, insert, or_, select, update
+from sqlalchemy import Table, and_, func, insert, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import clock
@@ -174,10 +174,13 @@ async def _claim_actions(
                 Incident.meti_owner_id,
             )
             .join(Incident, Incident.id == Action.incident_id)
-            # The same predicate as the partial index ix_actions_escalatable_due_at.
+            # The same predicate as the partial index ix_actions_escalatable_due_at, with its
+            # constants inline: as bind parameters, the generic plan PostgreSQL switches a
+            # prepared statement to after five runs cannot use the index and reads every
+            # past-due action, terminal ones included.
             .where(
-                Action.status.not_in(TERMINAL),
-                Action.escalation_level < TOP_ACTION_LEVEL,
+                Action.status.not_in([literal(s, literal_execute=True) for s in sorted(TERMINAL)]),
+                Action.escalation_level < literal(TOP_ACTION_LEVEL, literal_execute=True),
                 Action.due_at <= now,
                 or_(*due),
             )
@@ -279,7 +282,7 @@ async def _claim_triage(
             )
             .order_by(Incident.reported_at, Incident.id)
             .limit(limit)
-            .with_for_update(skip_locked=True)
+            .with_for_update(skip_locked=True, key_share=True)
         )
     ).all()
     table = _table(Incident)
@@ -349,7 +352,7 @@ async def _claim_stale(
             .where(Incident.status == "responding", or_(*due))
             .order_by(Incident.last_activity_at, Incident.id)
             .limit(limit)
-            .with_for_update(skip_locked=True)
+            .with_for_update(skip_locked=True, key_share=True)
         )
     ).all()
     table = _table(Incident)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import clock
@@ -17,7 +17,7 @@ from app.notifications.models import Notification
 from app.schemas import decode_cursor, encode_cursor
 
 
-def _mine(user: User) -> list[object]:
+def _mine(user: User) -> list[ColumnElement[bool]]:
     # Notifications about incidents the user can no longer see are hidden too.
     return [
         Notification.user_id == user.id,
@@ -31,7 +31,7 @@ async def inbox(
     session: AsyncSession, user: User, *, unread_only: bool, limit: int, cursor: str | None
 ) -> tuple[Sequence[Notification], str | None]:
     """Unread first, then newest first; keyset-paginated on (read?, created_at, id)."""
-    query = select(Notification).where(*_mine(user))  # type: ignore[arg-type]
+    query = select(Notification).where(*_mine(user))
     if unread_only:
         query = query.where(Notification.read_at.is_(None))
     is_read = Notification.read_at.is_not(None)
@@ -76,7 +76,7 @@ async def inbox(
 
 async def mark_read(session: AsyncSession, user: User, notification_id: uuid.UUID) -> Notification:
     note = await session.scalar(
-        select(Notification).where(Notification.id == notification_id, *_mine(user))  # type: ignore[arg-type]
+        select(Notification).where(Notification.id == notification_id, *_mine(user))
     )
     if not isinstance(note, Notification):
         raise NotFound("No such notification")
@@ -89,7 +89,7 @@ async def mark_read(session: AsyncSession, user: User, notification_id: uuid.UUI
 async def mark_all_read(session: AsyncSession, user: User) -> int:
     result = await session.execute(
         update(Notification)
-        .where(Notification.user_id == user.id, Notification.read_at.is_(None))
+        .where(*_mine(user), Notification.read_at.is_(None))
         .values(read_at=clock.now())
         .execution_options(synchronize_session=False)
     )

@@ -120,7 +120,10 @@ async def record_many(session: AsyncSession, new_events: Sequence[NewEvent]) -> 
     """Append events (in order) to their incidents' chains, in the caller's transaction.
 
     The chain heads are locked first, in id order, so concurrent appends to one incident
-    are serialised and appends to many never deadlock.
+    are serialised and appends to many never deadlock. The lock is FOR NO KEY UPDATE (on
+    PostgreSQL): it must not conflict with the FOR KEY SHARE locks that foreign-key checks
+    take when a transaction has already inserted rows referencing the incident (ledger,
+    notifications, actions...), or two such transactions deadlock on each other's heads.
     """
     if not new_events:
         return []
@@ -132,7 +135,7 @@ async def record_many(session: AsyncSession, new_events: Sequence[NewEvent]) -> 
                 select(Incident.id, Incident.event_count, Incident.last_event_hash)
                 .where(Incident.id.in_(ids))
                 .order_by(Incident.id)
-                .with_for_update()
+                .with_for_update(key_share=True)
             )
         ).all()
     }
