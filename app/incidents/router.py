@@ -19,7 +19,7 @@ from app.deps import (
     parse_if_match,
 )
 from app.incidents import service
-from app.incidents.presenters import event_out, incident_out
+from app.incidents.presenters import event_out, present_incidents
 from app.incidents.schemas import (
     Category,
     CommentCreate,
@@ -53,10 +53,9 @@ ETAG_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 async def _out(session: Session, incident: Any, response: Response | None = None) -> IncidentOut:
-    signoffs = await service.current_signoffs(session, [incident])
     if response is not None:
         response.headers["ETag"] = etag(incident.version)
-    return incident_out(incident, signoffs[incident.id])
+    return (await present_incidents(session, [incident]))[0]
 
 
 @router.get("/incidents")
@@ -94,8 +93,7 @@ async def list_incidents(
     rows, next_cursor = await service.list_visible(
         session, principal.user, filters, sort=sort, limit=limit, cursor=cursor
     )
-    signoffs = await service.current_signoffs(session, rows)
-    return Page(items=[incident_out(i, signoffs[i.id]) for i in rows], next_cursor=next_cursor)
+    return Page(items=await present_incidents(session, rows), next_cursor=next_cursor)
 
 
 @router.post(
@@ -135,7 +133,7 @@ async def create_incident(
 async def get_incident(
     id_or_key: str, session: Session, principal: CurrentUser, response: Response
 ) -> IncidentOut:
-    incident = await service.get_visible(session, principal.user, id_or_key)
+    incident = await service.get_visible(session, principal.user, id_or_key, details=False)
     return await _out(session, incident, response)
 
 

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, Select, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.orm import selectinload
 
 from app import clock
 from app.auth.models import User
@@ -25,6 +25,7 @@ from app.incidents.models import (
     IncidentParticipant,
     IncidentSignoff,
 )
+from app.incidents.presenters import current_signoffs
 from app.incidents.schemas import (
     REQUIRED_FIELDS,
     TRIAGE_FIELDS,
@@ -52,14 +53,8 @@ def format_key(number: int) -> str:
 
 
 def _details() -> list[Any]:
-    """Loader options for everything an incident's representation shows (fixed query count)."""
-    return [
-        joinedload(Incident.reporter),
-        joinedload(Incident.doe_owner),
-        joinedload(Incident.meti_owner),
-        selectinload(Incident.mineral_links),
-        selectinload(Incident.participant_links).joinedload(IncidentParticipant.user),
-    ]
+    """What the write paths read from an incident besides its columns."""
+    return [selectinload(Incident.mineral_links), selectinload(Incident.participant_links)]
 
 
 # --- who may do what ------------------------------------------------------------------
@@ -210,9 +205,7 @@ async def list_visible(
         else:
             query = query.where(or_(column > value, (column == value) & (Incident.id > last_id)))
     order = (column.desc(), Incident.id.desc()) if descending else (column.asc(), Incident.id.asc())
-    rows = (
-        await session.scalars(query.options(*_details()).order_by(*order).limit(limit + 1))
-    ).all()
+    rows = (await session.scalars(query.order_by(*order).limit(limit + 1))).all()
     page, more = rows[:limit], len(rows) > limit
     next_cursor = None
     if more:
@@ -244,27 +237,6 @@ def _cursor_value(name: str, raw: Any) -> Any:
 async def count_visible(session: AsyncSession, user: User, filters: IncidentFilters) -> int:
     subquery = _filtered(user, filters).with_only_columns(Incident.id).subquery()
     return int(await session.scalar(select(func.count()).select_from(subquery)) or 0)
-
-
-async def current_signoffs(
-    session: AsyncSession, incidents: Sequence[Incident]
-) -> dict[uuid.UUID, list[tuple[IncidentSignoff, User]]]:
-    """Sign-offs of each incident's current resolution, in one query."""
-    out: dict[uuid.UUID, list[tuple[IncidentSignoff, User]]] = {i.id: [] for i in incidents}
-    wanted = [(i.id, i.resolution_round) for i in incidents if i.resolution_round > 0]
-    if not wanted:
-        return out
-    rounds = dict(wanted)
-    rows = await session.execute(
-        select(IncidentSignoff, User)
-        .join(User, User.id == IncidentSignoff.user_id)
-        .where(IncidentSignoff.incident_id.in_(list(rounds)))
-        .order_by(IncidentSignoff.at)
-    )
-    for signoff, user in rows:
-        if rounds[signoff.incident_id] == signoff.resolution_round:
-            out[signoff.incident_id].append((signoff, user))
-    return out
 
 
 async def possible_duplicates(
@@ -416,7 +388,7 @@ async def facts(
         except NotFound:
             duplicate_ok = False
     signed = await current_signoffs(session, [incident])
-    ministries = {s.ministry_code for s, _ in signed[incident.id]}
+    ministries = {s.ministry_code for s in signed[incident.id]}
     return IncidentFacts(
         severity=incident.severity,
         has_doe_owner=incident.doe_owner_id is not None,
@@ -443,6 +415,13 @@ async def transition(
     check_version(incident, expected)
     source, target = incident.status, request.to
     INCIDENT_LIFECYCLE.check(source, target, await facts(session, user, incident, request))
+    # Looked up before the incident changes: a query after it would autoflush the change
+    # early and bump the version twice for one transition.
+    duplicate = (
+        await get_visible(session, user, request.duplicate_of, details=False)
+        if target == "rejected" and request.duplicate_of
+        else None
+    )
     now = clock.now()
     incident.status = target
     incident.updated_at = now
@@ -455,10 +434,9 @@ async def transition(
         incident.triaged_at = now
     elif target == "rejected":
         incident.rejection_reason = request.reason
-        if request.duplicate_of:
-            other = await get_visible(session, user, request.duplicate_of, details=False)
-            incident.duplicate_of_id = other.id
-            data["duplicate_of"] = other.key
+        if duplicate is not None:
+            incident.duplicate_of_id = duplicate.id
+            data["duplicate_of"] = duplicate.key
     elif target == "resolved":
         incident.resolved_at = now
         incident.resolution_summary = request.resolution_summary
@@ -468,6 +446,7 @@ async def transition(
         incident.closed_at = now
     elif source == "resolved" and target == "responding":
         incident.resolved_at = None  # reopened: sign-offs of the old resolution are void
+        incident.resolution_round += 1
         data["reopened"] = True
     await session.flush()
     await timeline.record(
@@ -578,7 +557,7 @@ async def sign_off(
     if incident.status != "resolved":
         raise Conflict("Only a resolved incident can be signed off")
     signed = await current_signoffs(session, [incident])
-    if any(s.ministry_code == ministry for s, _ in signed[incident.id]):
+    if any(s.ministry_code == ministry for s in signed[incident.id]):
         raise Conflict(f"{ministry} has already signed off this resolution")
     session.add(
         IncidentSignoff(
