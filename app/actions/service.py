@@ -13,9 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload, selectinload
 
 from app import clock
-from app.actions.models import Action, ActionApproval
+from app.actions.models import Action, ActionApproval, is_open
 from app.actions.schemas import REQUIRED_FIELDS, ActionCreate, ActionTransitionRequest, ActionUpdate
-from app.actions.states import ACTION_LIFECYCLE, APPROVALS, OPEN, TERMINAL, ActionFacts
+from app.actions.states import ACTION_LIFECYCLE, APPROVALS, TERMINAL, ActionFacts
 from app.auth.models import User
 from app.auth.roles import at_least
 from app.auth.service import Principal
@@ -338,7 +338,7 @@ async def queue(
     if filters.status:
         query = query.where(Action.status.in_(filters.status))
     if filters.overdue:
-        query = query.where(Action.status.in_(OPEN), Action.due_at <= clock.now())
+        query = query.where(is_open(), Action.due_at <= clock.now())
     if filters.due_before is not None:
         query = query.where(Action.due_at < filters.due_before)
     if filters.incident_id is not None:
