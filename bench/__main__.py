@@ -8,10 +8,15 @@ import sys
 from sqlalchemy import text
 
 from app.db import Database
-from bench import driver_choice
+from bench import actions_queue, driver_choice, escalation_sweep, incidents_list
 from bench.common import BENCH_POSTGRES_URL, Figure, print_table
 
-BENCHMARKS = {"driver": driver_choice.run}
+BENCHMARKS = {
+    "driver": driver_choice.run,
+    "incidents_list": incidents_list.run,
+    "escalation_sweep": escalation_sweep.run,
+    "actions_queue": actions_queue.run,
+}
 
 
 async def ensure_database() -> None:

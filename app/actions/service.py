@@ -154,6 +154,10 @@ async def update(
     if "owning_ministry" in changes and action.status != "proposed":
         raise InvalidInput("owning_ministry", "can only change while the action is proposed")
     ministry = changes.get("owning_ministry", action.owning_ministry)
+    if ministry != action.owning_ministry and action.approvals:
+        # A JOINT action approved by one co-lead and made that ministry's alone would stay
+        # proposed with no approval left to give.
+        raise InvalidInput("owning_ministry", "cannot change once a ministry has approved")
     if "assignee_id" in changes or "owning_ministry" in changes:
         await _check_assignee(session, changes.get("assignee_id", action.assignee_id), ministry)
     new_due = changes.get("due_at")

@@ -34,7 +34,7 @@ from app.escalation import policies as policy_store
 from app.escalation.models import Escalation
 from app.escalation.policies import FALLBACK_SEVERITY, Policy
 from app.incidents.models import Incident
-from app.incidents.visibility import visible_to
+from app.incidents.visibility import visible_pairs
 from app.ministries.models import CO_LEAD_CODES, Ministry
 from app.notifications.models import Notification
 from app.outbox.service import NewOutboxEvent, emit_many
@@ -393,33 +393,17 @@ async def _claim_stale(
 
 async def _visible_recipients(
     session: AsyncSession, pending: Sequence[Pending]
-) -> tuple[dict[tuple[uuid.UUID, uuid.UUID], bool], dict[uuid.UUID, User]]:
-    """Which candidate recipients may see which incidents (the one TLP rule, per user)."""
-    wanted: dict[uuid.UUID, set[uuid.UUID]] = defaultdict(set)
-    for p in pending:
-        for uid in p.candidates:
-            if uid is not None:
-                wanted[uid].add(p.incident_id)
-    if not wanted:
-        return {}, {}
-    users = {
-        u.id: u for u in (await session.scalars(select(User).where(User.id.in_(wanted)))).all()
-    }
-    seen: dict[tuple[uuid.UUID, uuid.UUID], bool] = {}
-    for uid, incident_ids in wanted.items():
-        user = users.get(uid)
-        if user is None or not user.active:
-            continue
-        visible = set(
-            (
-                await session.scalars(
-                    select(Incident.id).where(Incident.id.in_(incident_ids), visible_to(user))
-                )
-            ).all()
-        )
-        for incident_id in incident_ids:
-            seen[(uid, incident_id)] = incident_id in visible
-    return seen, users
+) -> tuple[set[tuple[uuid.UUID, uuid.UUID]], dict[uuid.UUID, str]]:
+    """Which candidate recipients may see which incidents (the one TLP rule, one query),
+    and the recipients' e-mail addresses for the report."""
+    pairs = {(uid, p.incident_id) for p in pending for uid in p.candidates if uid is not None}
+    visible = await visible_pairs(session, pairs)
+    emails: dict[uuid.UUID, str] = {}
+    ids = {uid for uid, _ in visible}
+    if ids:
+        rows = await session.execute(select(User.id, User.email).where(User.id.in_(ids)))
+        emails = {uid: email for uid, email in rows}
+    return visible, emails
 
 
 async def _write(
@@ -427,13 +411,13 @@ async def _write(
 ) -> list[EscalationRecord]:
     if not pending:
         return []
-    visible, users = await _visible_recipients(session, pending)
+    visible, emails = await _visible_recipients(session, pending)
     records: list[EscalationRecord] = []
     ledger, notifications, events, outbox = [], [], [], []
     for p in pending:
         recipients = list(
             dict.fromkeys(
-                uid for uid in p.candidates if uid is not None and visible.get((uid, p.incident_id))
+                uid for uid in p.candidates if uid is not None and (uid, p.incident_id) in visible
             )
         )
         ledger.append(
@@ -451,6 +435,8 @@ async def _write(
         data = {**p.data, "recipients": recipients}
         events.append(NewEvent(p.incident_id, SYSTEM, p.event_type, data, now))
         title = _title(p)
+        # The same for every recipient: serialised once, not once per recipient.
+        payload = _json(data | {"incident_key": p.incident_key, "item_type": p.item_type})
         for uid in recipients:
             notifications.append(
                 {
@@ -459,9 +445,7 @@ async def _write(
                     "incident_id": p.incident_id,
                     "type": p.event_type,
                     "title": title,
-                    "data": _json(
-                        data | {"incident_key": p.incident_key, "item_type": p.item_type}
-                    ),
+                    "data": payload,
                     "created_at": now,
                 }
             )
@@ -480,7 +464,7 @@ async def _write(
                 p.incident_key,
                 p.title,
                 p.level,
-                tuple(users[uid].email for uid in recipients),
+                tuple(emails[uid] for uid in recipients),
             )
         )
     await session.execute(insert(Escalation), ledger)

@@ -1,51 +1,103 @@
 """TLP visibility (SPEC §6), applied in the query layer.
 
-``visible_to(user)`` is the one rule: every read path (lists, counts, filters, search,
-detail, timeline, comments, actions, notifications) filters incidents with it, so an
-incident a user may not see answers 404 everywhere.
+One rule (``_rule``), written over SQL expressions for "who is asking", serves two uses:
+``visible_to(user)`` filters incidents for one user on every read path (lists, counts,
+filters, search, detail, timeline, comments, actions, notifications), so an incident a user
+may not see answers 404 everywhere; ``visible_pairs`` decides a batch of (user, incident)
+pairs in one query (escalation recipients).
 """
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, and_, exists, false, or_
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Uuid,
+    and_,
+    column,
+    exists,
+    false,
+    literal,
+    or_,
+    select,
+    true,
+    values,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from app.auth.models import User
 from app.incidents.models import Incident, IncidentParticipant
+from app.ministries.models import Ministry
 
 
-def named_on(user: User) -> ColumnElement[bool]:
+def _named(user_id: Any) -> ColumnElement[bool]:
     """The user is one of the incident's named people: reporter, owner, participant, or
     assignee of one of its actions."""
     from app.actions.models import Action
 
-    # An alias, so the subquery correlates only to the incident even inside queries that
-    # already select from actions (the action detail and the queue).
-    assigned = aliased(Action)
+    # Aliases, so the subqueries correlate only to the incident even inside queries that
+    # already select from actions or participants.
+    assigned, participant = aliased(Action), aliased(IncidentParticipant)
     return or_(
-        Incident.reporter_id == user.id,
-        Incident.doe_owner_id == user.id,
-        Incident.meti_owner_id == user.id,
-        exists().where(
-            IncidentParticipant.incident_id == Incident.id,
-            IncidentParticipant.user_id == user.id,
+        Incident.reporter_id == user_id,
+        Incident.doe_owner_id == user_id,
+        Incident.meti_owner_id == user_id,
+        exists().where(participant.incident_id == Incident.id, participant.user_id == user_id),
+        exists().where(assigned.incident_id == Incident.id, assigned.assignee_id == user_id),
+    )
+
+
+def _rule(user_id: Any, ministry_id: Any, co_lead: ColumnElement[bool]) -> ColumnElement[bool]:
+    named = _named(user_id)
+    return or_(
+        Incident.tlp.in_(("CLEAR", "GREEN")),
+        # AMBER: the co-lead ministries (a partner only when named on it).
+        and_(Incident.tlp == "AMBER", or_(co_lead, named)),
+        # AMBER+STRICT: the reporter's ministry and the named people.
+        and_(
+            Incident.tlp == "AMBER+STRICT",
+            or_(Incident.reporter_ministry_id == ministry_id, named),
         ),
-        exists().where(assigned.incident_id == Incident.id, assigned.assignee_id == user.id),
+        # RED: named people only.
+        and_(Incident.tlp == "RED", named),
     )
 
 
 def visible_to(user: User) -> ColumnElement[bool]:
     if not user.active:
         return false()
-    named = named_on(user)
-    # AMBER is for the co-lead ministries, not partners (unless they are named on it).
-    open_markings: tuple[str, ...] = ("CLEAR", "GREEN", "AMBER")
-    named_markings: tuple[str, ...] = ("AMBER+STRICT", "RED")
-    if not user.ministry.is_co_lead:
-        open_markings, named_markings = ("CLEAR", "GREEN"), ("AMBER", "AMBER+STRICT", "RED")
-    return or_(
-        Incident.tlp.in_(open_markings),
-        and_(Incident.tlp == "AMBER+STRICT", Incident.reporter_ministry_id == user.ministry_id),
-        # Named people (reporter, owners, participants, assignees) see what they are on.
-        and_(Incident.tlp.in_(named_markings), named),
+    return _rule(
+        literal(user.id, Uuid),
+        literal(user.ministry_id, Uuid),
+        true() if user.ministry.is_co_lead else false(),
     )
+
+
+def named_on(user: User) -> ColumnElement[bool]:
+    return _named(literal(user.id, Uuid))
+
+
+async def visible_pairs(
+    session: AsyncSession, pairs: Iterable[tuple[uuid.UUID, uuid.UUID]]
+) -> set[tuple[uuid.UUID, uuid.UUID]]:
+    """Which (user, incident) pairs are visible (active users only), in one query."""
+    wanted = list(dict.fromkeys(pairs))
+    if not wanted:
+        return set()
+    asked = (
+        values(column("user_id", Uuid), column("incident_id", Uuid), name="asked")
+        .data(wanted)
+        .cte("asked")
+    )
+    rows = await session.execute(
+        select(asked.c.user_id, asked.c.incident_id)
+        .join(User, User.id == asked.c.user_id)
+        .join(Ministry, Ministry.id == User.ministry_id)
+        .join(Incident, Incident.id == asked.c.incident_id)
+        .where(User.active, _rule(User.id, User.ministry_id, Ministry.kind == "co_lead"))
+    )
+    return {(user_id, incident_id) for user_id, incident_id in rows}
