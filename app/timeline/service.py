@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import clock
@@ -24,6 +24,7 @@ from app.incidents.models import Incident
 from app.timeline.models import TimelineEvent
 
 GENESIS = "0" * 64
+_EVENT_COLUMNS = [c.key for c in TimelineEvent.__table__.columns]
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,7 @@ async def record_many(session: AsyncSession, new_events: Sequence[NewEvent]) -> 
     for new in new_events:
         seq, prev_hash = heads[new.incident_id]
         event = TimelineEvent(
+            id=uuid.uuid4(),
             incident_id=new.incident_id,
             seq=seq + 1,
             at=new.at or now,
@@ -160,7 +162,10 @@ async def record_many(session: AsyncSession, new_events: Sequence[NewEvent]) -> 
         if new.actor.kind != "system":
             active[new.incident_id] = event.at
         events.append(event)
-    session.add_all(events)
+    # A bulk insert (no unit-of-work bookkeeping): sweeps append thousands at a time.
+    await session.execute(
+        insert(TimelineEvent), [{c: getattr(e, c) for c in _EVENT_COLUMNS} for e in events]
+    )
     # One executemany per shape: the heads, and the heads plus people's activity.
     table = Incident.__table__
     assert isinstance(table, Table)
