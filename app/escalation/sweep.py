@@ -435,8 +435,8 @@ async def _write(
         data = {**p.data, "recipients": recipients}
         events.append(NewEvent(p.incident_id, SYSTEM, p.event_type, data, now))
         title = _title(p)
-        # The same for every recipient: serialised once, not once per recipient.
-        payload = _json(data | {"incident_key": p.incident_key, "item_type": p.item_type})
+        # The same for every recipient (built once); who else was told stays on the timeline.
+        payload = _json(p.data | {"incident_key": p.incident_key, "item_type": p.item_type})
         for uid in recipients:
             notifications.append(
                 {

@@ -14,12 +14,14 @@ from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import (
+    ARRAY,
     ColumnElement,
     Uuid,
     and_,
     column,
     exists,
     false,
+    func,
     literal,
     or_,
     select,
@@ -88,11 +90,25 @@ async def visible_pairs(
     wanted = list(dict.fromkeys(pairs))
     if not wanted:
         return set()
-    asked = (
-        values(column("user_id", Uuid), column("incident_id", Uuid), name="asked")
-        .data(wanted)
-        .cte("asked")
-    )
+    asked: Any
+    if session.get_bind().dialect.name == "postgresql":
+        # Two array parameters, whatever the batch size (a VALUES list of thousands of
+        # pairs costs more to compile than to run).
+        asked = (
+            func.unnest(
+                literal([u for u, _ in wanted], ARRAY(Uuid)),
+                literal([i for _, i in wanted], ARRAY(Uuid)),
+            )
+            .table_valued(column("user_id", Uuid), column("incident_id", Uuid))
+            .render_derived()
+            .alias("asked")
+        )
+    else:
+        asked = (
+            values(column("user_id", Uuid), column("incident_id", Uuid), name="asked")
+            .data(wanted)
+            .cte("asked")
+        )
     rows = await session.execute(
         select(asked.c.user_id, asked.c.incident_id)
         .join(User, User.id == asked.c.user_id)
