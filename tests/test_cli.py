@@ -160,7 +160,8 @@ def test_demo_seeds_an_empty_database_once(sqlite_env: dict[str, str], tmp_path:
     ).fetchone()[0]
     assert overdue >= 2
     owned = db.execute(
-        "SELECT count(*) FROM incidents WHERE doe_owner_id IS NOT NULL AND meti_owner_id IS NOT NULL"
+        "SELECT count(*) FROM incidents"
+        " WHERE doe_owner_id IS NOT NULL AND meti_owner_id IS NOT NULL"
     ).fetchone()[0]
     assert owned >= 5
     comments = db.execute("SELECT count(*) FROM timeline_events WHERE type = 'comment.created'")
