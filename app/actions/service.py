@@ -83,6 +83,8 @@ async def _check_assignee(
     allowed = CO_LEAD_CODES if owning_ministry == "JOINT" else (owning_ministry,)
     if user.ministry.code not in allowed:
         raise InvalidInput("assignee_id", f"the assignee must belong to {' or '.join(allowed)}")
+    if not at_least(user.role, "responder"):
+        raise InvalidInput("assignee_id", "viewers cannot be assigned work; pick a responder")
     return user
 
 

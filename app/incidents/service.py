@@ -337,6 +337,7 @@ async def update_fields(
         may_edit(user, incident), "Only the reporter, the owners and leads may edit an incident"
     )
     check_version(incident, expected)
+    require_open(incident)
     changes = data.model_dump(exclude_unset=True)
     for name in REQUIRED_FIELDS & changes.keys():
         if changes[name] is None:

@@ -475,3 +475,15 @@ async def test_visibility_of_actions_follows_the_incident(
     assert {a["id"] for a in everything.json()["items"]} == {action["id"], joint["id"]}
     # Still nobody else.
     await hidden_from(outsider.headers)
+
+
+async def test_viewers_cannot_be_assigned_work(client: httpx.AsyncClient, make_actor: MakeActor):
+    room = await triaged_room(client, make_actor)
+    viewer = await make_actor("viewer", "DOE")
+    url = f"/api/v1/incidents/{room.incident['id']}/actions"
+    before = await state(client, room.doe_lead, room.incident)
+    body = proposal(owning_ministry="DOE", assignee_id=str(viewer.id))
+    refused = assert_problem(await client.post(url, json=body, headers=room.doe_lead.headers), 422)
+    assert fields(refused) == ["assignee_id"]
+    assert "viewer" in refused["detail"]
+    assert await state(client, room.doe_lead, room.incident) == before

@@ -114,3 +114,24 @@ async def test_patch_needs_if_match(client: httpx.AsyncClient, make_actor: MakeA
         url, json={"severity": "SEV2"}, headers={**reporter.headers, "If-Match": '"2"'}
     )
     assert_problem(refused, 403)
+
+
+async def test_a_rejected_incident_cannot_be_edited(
+    client: httpx.AsyncClient, make_actor: MakeActor
+):
+    reporter, lead = await make_actor("responder"), await make_actor("lead")
+    incident = await create(client, reporter)
+    rejected = await move(client, lead, incident, "rejected", reason="Not a shortage")
+    assert rejected.status_code == 200
+    url = f"/api/v1/incidents/{incident['id']}"
+    refused = await client.patch(
+        url,
+        json={"title": "Changed"},
+        headers={**lead.headers, "If-Match": rejected.headers["etag"]},
+    )
+    assert_problem(refused, 409)
+    after = await client.get(url, headers=lead.headers)
+    assert (
+        after.json()["title"] == incident["title"]
+        and after.headers["etag"] == rejected.headers["etag"]
+    )
