@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
+from pydantic import BaseModel
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app import clock
-from app.errors import PreconditionFailed
+from app.errors import InvalidInput, PreconditionFailed
 
 
 def new_id() -> uuid.UUID:
@@ -35,3 +36,25 @@ def check_version(row: Versioned, expected: int) -> None:
         raise PreconditionFailed(
             f"The resource has changed (version {row.version}, you sent {expected})"
         )
+
+
+def requested_changes(data: BaseModel, required: frozenset[str]) -> dict[str, Any]:
+    """The fields a PATCH body sets (omitted ones stay as they are); null is refused for
+    the fields that may not be cleared."""
+    changes = data.model_dump(exclude_unset=True)
+    for name in sorted(required & changes.keys()):
+        if changes[name] is None:
+            raise InvalidInput(name, "may not be null")
+    return changes
+
+
+def apply_changes(row: object, values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Set each value that differs; return (before, after) of what actually changed."""
+    before: dict[str, Any] = {}
+    after: dict[str, Any] = {}
+    for name, value in values.items():
+        current = getattr(row, name)
+        if current != value:
+            before[name], after[name] = current, value
+            setattr(row, name, value)
+    return before, after

@@ -46,13 +46,13 @@ import asyncpg
 from sqlalchemy import event, text
 
 from app import migrate
-from app.actions.models import KINDS
+from app.actions.vocabulary import KINDS
 from app.auth.security import hash_token, new_token
 from app.db import Database
 from app.escalation import sweep as sweeper
 from app.escalation.policies import FALLBACK_SEVERITY, Policy
 from app.incidents import service as incidents
-from app.incidents.models import CATEGORIES, SECTORS
+from app.incidents.vocabulary import CATEGORIES, SECTORS
 from bench.common import BENCH_POSTGRES_URL, Figure, median
 from bench.incidents_list import EVENTS_SQL, _literal, _reset_schema, _summary
 

@@ -48,7 +48,7 @@ from app.auth.models import User
 from app.auth.security import hash_token, new_token
 from app.db import Database
 from app.incidents import service as incidents
-from app.incidents.models import CATEGORIES, SECTORS
+from app.incidents.vocabulary import CATEGORIES, SECTORS
 from bench.common import BENCH_POSTGRES_URL, Figure, median, percentile
 
 NAME = "incidents_list"

@@ -15,26 +15,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.actions.states import STATUSES, TERMINAL
+from app.actions.states import TERMINAL
+from app.actions.vocabulary import KINDS, OWNING_MINISTRIES, PRIORITIES, STATUSES
 from app.auth.models import User
 from app.db import Base
 from app.incidents.models import Incident
 from app.models_base import IdMixin, TimestampMixin
-
-KINDS = (
-    "stockpile_release",
-    "alternative_sourcing",
-    "joint_procurement",
-    "financing",
-    "permit_fast_track",
-    "diplomatic_outreach",
-    "recycling",
-    "demand_management",
-    "information_sharing",
-    "other",
-)
-OWNING_MINISTRIES = ("DOE", "METI", "JOINT")
-PRIORITIES = ("high", "medium", "low")
 
 _OPEN_SQL = "status NOT IN (" + ", ".join(f"'{s}'" for s in sorted(TERMINAL)) + ")"
 _ESCALATABLE_SQL = _OPEN_SQL + " AND escalation_level < 3"

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
@@ -12,17 +12,18 @@ from app.actions.models import Action
 from app.actions.schemas import (
     ActionCreate,
     ActionOut,
-    ActionStatus,
     ActionTransitionRequest,
     ActionUpdate,
     ApprovalOut,
-    OwningMinistry,
 )
 from app.actions.service import QueueFilters
+from app.actions.vocabulary import ActionStatus, OwningMinistry
 from app.deps import (
+    ETAG_RESPONSES,
     CurrentUser,
     IdempotencyKeyHeader,
     IfMatch,
+    Limit,
     Session,
     etag,
     get_database,
@@ -33,12 +34,6 @@ from app.incidents.schemas import user_ref
 from app.schemas import Page
 
 router = APIRouter(prefix="/api/v1", tags=["actions"])
-
-Limit = Annotated[int, Query(ge=1, le=200)]
-ETAG_RESPONSES: dict[int | str, dict[str, Any]] = {
-    412: {"description": "If-Match names a stale version"},
-    428: {"description": "If-Match is missing"},
-}
 
 
 def action_out(action: Action, now: datetime | None = None) -> ActionOut:

@@ -2,30 +2,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, Field, StringConstraints
 
+from app.actions.vocabulary import ActionStatus, Kind, OwningMinistry, Priority
 from app.incidents.schemas import UserRef
 from app.schemas import InputModel
 
-Kind = Literal[
-    "stockpile_release",
-    "alternative_sourcing",
-    "joint_procurement",
-    "financing",
-    "permit_fast_track",
-    "diplomatic_outreach",
-    "recycling",
-    "demand_management",
-    "information_sharing",
-    "other",
-]
-OwningMinistry = Literal["DOE", "METI", "JOINT"]
-Priority = Literal["high", "medium", "low"]
-ActionStatus = Literal[
-    "proposed", "approved", "in_progress", "blocked", "completed", "rejected", "cancelled"
-]
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
 Text = Annotated[str, StringConstraints(max_length=20_000)]
 

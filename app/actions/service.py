@@ -26,7 +26,7 @@ from app.incidents.states import INCIDENT_LIFECYCLE
 from app.incidents.visibility import visible_to
 from app.lifecycle import describe
 from app.ministries.models import CO_LEAD_CODES
-from app.models_base import check_version
+from app.models_base import apply_changes, check_version, requested_changes
 from app.schemas import decode_cursor, encode_cursor
 from app.timeline import service as timeline
 from app.timeline.service import Actor
@@ -149,10 +149,7 @@ async def update(
     _require_workable_incident(action.incident)
     if action.status in TERMINAL:
         raise Conflict(f"The action is {action.status}")
-    changes = data.model_dump(exclude_unset=True)
-    for name in REQUIRED_FIELDS & changes.keys():
-        if changes[name] is None:
-            raise InvalidInput(name, "may not be null")
+    changes = requested_changes(data, REQUIRED_FIELDS)
     if "owning_ministry" in changes and action.status != "proposed":
         raise InvalidInput("owning_ministry", "can only change while the action is proposed")
     ministry = changes.get("owning_ministry", action.owning_ministry)
@@ -165,12 +162,7 @@ async def update(
     new_due = changes.get("due_at")
     if new_due is not None and action.status != "proposed" and new_due <= clock.now():
         raise InvalidInput("due_at", "must be in the future")
-    before, after = {}, {}
-    for name, value in changes.items():
-        current = getattr(action, name)
-        if current != value:
-            before[name], after[name] = current, value
-            setattr(action, name, value)
+    before, after = apply_changes(action, changes)
     if not after:
         return action
     if "due_at" in after:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from app.actions.vocabulary import STATUSES
 from app.lifecycle import Edge, Guard, Lifecycle, edges
 
-STATUSES = ("proposed", "approved", "in_progress", "blocked", "completed", "rejected", "cancelled")
 TERMINAL = frozenset({"completed", "rejected", "cancelled"})
 OPEN = tuple(s for s in STATUSES if s not in TERMINAL)
 # Actions that count as "live" for the incident's triaged → responding guard.

@@ -9,31 +9,8 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.auth.models import User
 from app.db import Base, JSONType
+from app.incidents.vocabulary import CATEGORIES, SEVERITIES, TLP_MARKINGS
 from app.models_base import IdMixin, TimestampMixin
-
-TLP_MARKINGS = ("CLEAR", "GREEN", "AMBER", "AMBER+STRICT", "RED")
-SEVERITIES = ("SEV1", "SEV2", "SEV3", "SEV4")
-CATEGORIES = (
-    "export_control",
-    "production_outage",
-    "logistics_disruption",
-    "price_spike",
-    "demand_surge",
-    "sanctions",
-    "natural_disaster",
-    "quality_failure",
-    "other",
-)
-SECTORS = (
-    "defense",
-    "energy",
-    "semiconductors",
-    "automotive",
-    "electronics",
-    "aerospace",
-    "medical",
-    "other",
-)
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:

@@ -10,9 +10,11 @@ from sqlalchemy import select
 from app import idempotency
 from app.auth.models import User
 from app.deps import (
+    ETAG_RESPONSES,
     CurrentUser,
     IdempotencyKeyHeader,
     IfMatch,
+    Limit,
     Session,
     etag,
     get_database,
@@ -21,7 +23,6 @@ from app.deps import (
 from app.incidents import service
 from app.incidents.presenters import event_out, present_incidents
 from app.incidents.schemas import (
-    Category,
     CommentCreate,
     IncidentCreate,
     IncidentCreated,
@@ -30,26 +31,18 @@ from app.incidents.schemas import (
     IncidentUpdate,
     OwnerAssignment,
     ParticipantAdd,
-    Severity,
     SignoffCreate,
-    Status,
     TimelineEventOut,
-    Tlp,
     TransitionRequest,
 )
 from app.incidents.service import IncidentFilters, SortKey
+from app.incidents.vocabulary import Category, Severity, Status, Tlp
 from app.schemas import Page, decode_cursor, encode_cursor
 from app.timeline import service as timeline
 from app.timeline.models import TimelineEvent
 
 router = APIRouter(prefix="/api/v1", tags=["incidents"])
 COMMENT_EVENT = "comment.created"
-
-Limit = Annotated[int, Query(ge=1, le=200)]
-ETAG_RESPONSES: dict[int | str, dict[str, Any]] = {
-    412: {"description": "If-Match names a stale version"},
-    428: {"description": "If-Match is missing"},
-}
 
 
 async def _out(session: Session, incident: Any, response: Response | None = None) -> IncidentOut:

@@ -6,34 +6,9 @@ from typing import Annotated, Literal
 
 from pydantic import AnyHttpUrl, AwareDatetime, BaseModel, Field, StringConstraints
 
+from app.incidents.vocabulary import Category, Sector, Severity, Status, Tlp
 from app.schemas import InputModel
 
-Tlp = Literal["CLEAR", "GREEN", "AMBER", "AMBER+STRICT", "RED"]
-Severity = Literal["SEV1", "SEV2", "SEV3", "SEV4"]
-Status = Literal[
-    "watch", "reported", "triaged", "responding", "monitoring", "resolved", "closed", "rejected"
-]
-Category = Literal[
-    "export_control",
-    "production_outage",
-    "logistics_disruption",
-    "price_spike",
-    "demand_surge",
-    "sanctions",
-    "natural_disaster",
-    "quality_failure",
-    "other",
-]
-Sector = Literal[
-    "defense",
-    "energy",
-    "semiconductors",
-    "automotive",
-    "electronics",
-    "aerospace",
-    "medical",
-    "other",
-]
 CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
 Summary = Annotated[str, StringConstraints(max_length=20_000)]

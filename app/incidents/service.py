@@ -37,7 +37,7 @@ from app.incidents.states import INCIDENT_LIFECYCLE, IncidentFacts
 from app.incidents.visibility import visible_to
 from app.minerals.models import Mineral
 from app.ministries.models import CO_LEAD_CODES, Ministry
-from app.models_base import check_version
+from app.models_base import apply_changes, check_version, requested_changes
 from app.schemas import decode_cursor, encode_cursor
 from app.timeline import service as timeline
 from app.timeline.models import TimelineEvent
@@ -338,28 +338,20 @@ async def update_fields(
     )
     check_version(incident, expected)
     require_open(incident)
-    changes = data.model_dump(exclude_unset=True)
-    for name in REQUIRED_FIELDS & changes.keys():
-        if changes[name] is None:
-            raise InvalidInput(name, "may not be null")
+    changes = requested_changes(data, REQUIRED_FIELDS)
     triage = TRIAGE_FIELDS & changes.keys()
     if triage:
         require(
             may_triage(user, incident),
             f"Only leads and owners may change {', '.join(sorted(triage))}",
         )
-    before, after = {}, {}
-    if "minerals" in changes:
-        codes = await _check_minerals(session, changes.pop("minerals"))
-        if codes != incident.minerals:
-            before["minerals"], after["minerals"] = incident.minerals, codes
-            incident.mineral_links = [IncidentMineral(mineral_code=c) for c in codes]
-    values = _impact_values(data, set(changes))
-    for name, value in values.items():
-        current = getattr(incident, name)
-        if current != value:
-            before[name], after[name] = current, value
-            setattr(incident, name, value)
+    codes = (
+        await _check_minerals(session, changes.pop("minerals")) if "minerals" in changes else None
+    )
+    before, after = apply_changes(incident, _impact_values(data, set(changes)))
+    if codes is not None and codes != incident.minerals:
+        before["minerals"], after["minerals"] = incident.minerals, codes
+        incident.mineral_links = [IncidentMineral(mineral_code=c) for c in codes]
     if not after:
         return incident  # nothing changed: no new version, no event
     incident.updated_at = clock.now()

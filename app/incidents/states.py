@@ -4,18 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from app.incidents.vocabulary import STATUSES
 from app.lifecycle import Edge, Guard, Lifecycle, edges
 
-STATUSES = (
-    "watch",
-    "reported",
-    "triaged",
-    "responding",
-    "monitoring",
-    "resolved",
-    "closed",
-    "rejected",
-)
 OPEN_STATUSES = ("watch", "reported", "triaged", "responding", "monitoring", "resolved")
 
 

@@ -2,12 +2,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from pydantic import BaseModel
 
-from app.deps import CurrentUser, Session
+from app.deps import CurrentUser, Limit, Session
 from app.notifications import service
 from app.notifications.models import Notification
 from app.schemas import Page
@@ -38,7 +38,7 @@ async def list_notifications(
     session: Session,
     principal: CurrentUser,
     unread: bool = False,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    limit: Limit = 50,
     cursor: str | None = None,
 ) -> Page[NotificationOut]:
     """Your notifications: unread first, newest first."""

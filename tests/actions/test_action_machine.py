@@ -139,8 +139,11 @@ class ActionMachine(RuleBasedStateMachine):
         )
 
     def assignee_ok(self, assignee: str | None, owning: str) -> bool:
+        # A user of the owning ministry (either co-lead for JOINT) who works, not a viewer.
         return assignee is None or (
-            assignee != UNKNOWN and ministry_of(assignee) in required(owning)
+            assignee != UNKNOWN
+            and ministry_of(assignee) in required(owning)
+            and role_of(assignee) != "viewer"
         )
 
     def approval_outcome(self, who: str, a: ActionModel) -> tuple[int, set[str] | None]:

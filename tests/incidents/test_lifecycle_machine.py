@@ -461,7 +461,12 @@ class IncidentLifecycleMachine(RuleBasedStateMachine):
     # --- response actions (through the actions API) --------------------------------------
 
     def add_action(self, m: IncidentModel, who: str, owning: str, k: int) -> str | None:
-        candidates = [p for p in PEOPLE if owning == "JOINT" or ministry_of(p) == owning]
+        # Anyone of the owning ministry who works (viewers cannot be assigned).
+        candidates = [
+            p
+            for p in PEOPLE
+            if (owning == "JOINT" or ministry_of(p) == owning) and role_of(p) != "viewer"
+        ]
         assignee = self.pick(k, candidates)
         before = self.current(m)
         response = self.api.call(
