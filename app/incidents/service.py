@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Select, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, func, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -200,10 +200,12 @@ async def list_visible(
         raw_value, raw_id = decode_cursor(cursor, 2)
         value = _cursor_value(sort.lstrip("-"), raw_value)
         last_id = uuid.UUID(str(raw_id))
-        if descending:
-            query = query.where(or_(column < value, (column == value) & (Incident.id < last_id)))
-        else:
-            query = query.where(or_(column > value, (column == value) & (Incident.id > last_id)))
+        # A row comparison, which PostgreSQL resolves as one range on the (key, id) index.
+        position = tuple_(column, Incident.id)
+        cursor_position = tuple_(value, last_id, types=[column.type, Incident.id.type])
+        query = query.where(
+            position < cursor_position if descending else position > cursor_position
+        )
     order = (column.desc(), Incident.id.desc()) if descending else (column.asc(), Incident.id.asc())
     rows = (await session.scalars(query.order_by(*order).limit(limit + 1))).all()
     page, more = rows[:limit], len(rows) > limit
