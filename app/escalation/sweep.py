@@ -22,14 +22,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, and_, func, insert, literal, or_, select, update
+from sqlalchemy import and_, func, insert, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import clock
 from app.actions.models import Action
 from app.actions.states import TERMINAL
 from app.auth.models import User
-from app.db import Database
+from app.db import Database, table_of
 from app.escalation import policies as policy_store
 from app.escalation.models import Escalation
 from app.escalation.policies import FALLBACK_SEVERITY, Policy
@@ -125,12 +125,6 @@ def _severity() -> Any:
     return func.coalesce(Incident.severity, FALLBACK_SEVERITY)
 
 
-def _table(model: type[Any]) -> Table:
-    table = model.__table__
-    assert isinstance(table, Table)
-    return table
-
-
 # --- actions ------------------------------------------------------------------------------
 
 
@@ -195,7 +189,7 @@ async def _claim_actions(
         warranted = action_level(directory.policy(row.severity), row.due_at, now)
         if warranted > row.escalation_level:
             groups[(row.escalation_level, warranted)].append(row)
-    table = _table(Action)
+    table = table_of(Action)
     pending: list[Pending] = []
     for (seen, warranted), members in sorted(groups.items()):
         won = set(
@@ -285,7 +279,7 @@ async def _claim_triage(
             .with_for_update(skip_locked=True, key_share=True)
         )
     ).all()
-    table = _table(Incident)
+    table = table_of(Incident)
     pending: list[Pending] = []
     for row in rows:
         warranted = triage_level(directory.policy(row.severity), row.reported_at, now)
@@ -355,7 +349,7 @@ async def _claim_stale(
             .with_for_update(skip_locked=True, key_share=True)
         )
     ).all()
-    table = _table(Incident)
+    table = table_of(Incident)
     pending: list[Pending] = []
     for row in rows:
         number = row.stale_reminders + 1
@@ -467,10 +461,10 @@ async def _write(
                 tuple(emails[uid] for uid in recipients),
             )
         )
-    await session.execute(insert(Escalation), ledger)
+    await session.execute(insert(table_of(Escalation)), ledger)
     await record_many(session, events)
     if notifications:
-        await session.execute(insert(Notification), notifications)
+        await session.execute(insert(table_of(Notification)), notifications)
     await emit_many(session, outbox, at=now)
     await BEFORE_COMMIT(session)
     return records

@@ -12,6 +12,7 @@ from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import clock
+from app.db import table_of
 from app.outbox.models import OutboxEvent
 
 
@@ -30,7 +31,7 @@ async def emit_many(
         return
     when = at or clock.now()
     await session.execute(
-        insert(OutboxEvent),
+        insert(table_of(OutboxEvent)),
         [
             {
                 "id": uuid.uuid4(),

@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import clock
 from app.auth.service import Principal
+from app.db import table_of
 from app.incidents.models import Incident
 from app.timeline.models import TimelineEvent
 
@@ -164,11 +165,11 @@ async def record_many(session: AsyncSession, new_events: Sequence[NewEvent]) -> 
         events.append(event)
     # A bulk insert (no unit-of-work bookkeeping): sweeps append thousands at a time.
     await session.execute(
-        insert(TimelineEvent), [{c: getattr(e, c) for c in _EVENT_COLUMNS} for e in events]
+        insert(table_of(TimelineEvent)),
+        [{c: getattr(e, c) for c in _EVENT_COLUMNS} for e in events],
     )
     # One executemany per shape: the heads, and the heads plus people's activity.
-    table = Incident.__table__
-    assert isinstance(table, Table)
+    table = table_of(Incident)
     heads_only = update(table).where(table.c.id == bindparam("b_id"))
     for with_activity in (False, True):
         rows = [
