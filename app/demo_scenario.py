@@ -17,6 +17,7 @@ from app import clock
 from app.actions import service as actions
 from app.actions.models import Action
 from app.actions.schemas import ActionCreate, ActionTransitionRequest
+from app.actions.vocabulary import ministries_of
 from app.auth.models import User
 from app.auth.service import Principal
 from app.incidents import service as incidents
@@ -115,7 +116,7 @@ class Scenario:
                 return action
             if status == "rejected":
                 return await self._act(action, owner, "rejected", reason="Not proportionate now")
-            approvers = ("DOE", "METI") if ministry == "JOINT" else (ministry,)
+            approvers = ministries_of(ministry)
             for approver in approvers:
                 action = await actions.approve(self.session, self.who(approver, "lead"), action)
             path = {

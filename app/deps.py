@@ -78,18 +78,26 @@ def require_role(minimum: Role) -> Callable[..., Coroutine[Any, Any, Principal]]
 AdminUser = Annotated[Principal, Depends(require_role("admin"))]
 
 
-def parse_if_match(value: str | None, *, required: bool = True) -> int | None:
-    """The version a client's ``If-Match`` names: missing → 428, unparseable → 412."""
-    from app.errors import PreconditionFailed, PreconditionRequired
+def optional_version(value: str | None) -> int | None:
+    """The version an optional ``If-Match`` names (None when absent); unparseable → 412."""
+    from app.errors import PreconditionFailed
 
     if value is None or not value.strip():
-        if required:
-            raise PreconditionRequired("This change needs an If-Match header with the ETag")
         return None
     tag = value.strip().removeprefix("W/").strip('"')
     if not tag.isdigit():
         raise PreconditionFailed("If-Match does not name a version of this resource")
     return int(tag)
+
+
+def required_version(value: str | None) -> int:
+    """The version a required ``If-Match`` names: missing → 428, unparseable → 412."""
+    from app.errors import PreconditionRequired
+
+    version = optional_version(value)
+    if version is None:
+        raise PreconditionRequired("This change needs an If-Match header with the ETag")
+    return version
 
 
 def etag(version: int) -> str:

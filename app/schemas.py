@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
@@ -39,3 +40,14 @@ def decode_cursor(cursor: str, size: int) -> list[Any]:
     if not isinstance(values, list) or len(values) != size:
         raise InvalidInput("cursor", "malformed cursor", location="query")
     return values
+
+
+def _encode(value: Any) -> str:
+    return value.isoformat() if isinstance(value, datetime) else str(value)
+
+
+def json_safe(data: dict[str, Any]) -> dict[str, Any]:
+    """Plain JSON data, exactly as a JSON column gives it back (times as ISO 8601, ids as
+    strings): what is hashed, stored and sent is the same."""
+    safe: dict[str, Any] = json.loads(json.dumps(data, default=_encode))
+    return safe

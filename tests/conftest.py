@@ -37,7 +37,6 @@ BACKENDS = ["sqlite", *(["postgresql"] if POSTGRES_URL else [])]
 
 # Tables whose rows are seeded by migrations and survive between tests.
 REFERENCE_TABLES = {"alembic_version", "ministries", "minerals", "escalation_policies", "counters"}
-SEEDED_MINISTRIES = ("DOE", "METI")
 HOUR, DAY = 3600, 86400
 # SPEC §4 defaults, as seeded by migration; restored after every test.
 DEFAULT_POLICIES = {
@@ -126,12 +125,6 @@ async def clear_data(db: Database) -> None:
                 ),
                 {"s": severity, **values},
             )
-        for hook in RESET_HOOKS:
-            await hook(conn)
-
-
-# Later domains register statements that restore their seeded reference rows.
-RESET_HOOKS: list[Callable[[Any], Awaitable[None]]] = []
 
 
 @pytest.fixture
@@ -206,14 +199,6 @@ def make_actor(db: Database) -> MakeActor:
             )
             _, token = await auth_service.create_token(session, user, TokenCreate(name="test"))
         return Actor(user=user, token=token)
-
-    return make
-
-
-@pytest.fixture
-def admin_factory(make_actor: MakeActor) -> MakeActor:
-    async def make(ministry: str = "DOE") -> Actor:
-        return await make_actor("admin", ministry)
 
     return make
 

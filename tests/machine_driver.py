@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import httpx
+from hypothesis import HealthCheck, settings
+from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
 
 from app.auth import service as auth_service
 from app.auth.schemas import TokenCreate, UserCreate
@@ -99,3 +101,28 @@ def role_of(label: str) -> str:
 
 def ministry_of(label: str) -> str:
     return label.split(":")[0]
+
+
+class DrivenMachine(RuleBasedStateMachine):
+    """A state machine whose rules call the app through a shared ``Api``."""
+
+    api: ClassVar[Api]
+
+
+def run_machine(machine: type[DrivenMachine], database_url: str) -> None:
+    """Run a machine against the migrated test database, within a bounded budget."""
+    api = Api(database_url)
+    machine.api = api
+    try:
+        api.clear()
+        run_state_machine_as_test(
+            machine,
+            settings=settings(
+                max_examples=15,
+                stateful_step_count=20,
+                deadline=None,
+                suppress_health_check=list(HealthCheck),
+            ),
+        )
+    finally:
+        api.close()

@@ -27,7 +27,8 @@ from app.deps import (
     Session,
     etag,
     get_database,
-    parse_if_match,
+    optional_version,
+    required_version,
 )
 from app.incidents import service as incidents
 from app.incidents.schemas import user_ref
@@ -171,8 +172,7 @@ async def update_action(
     response: Response,
     if_match: IfMatch = None,
 ) -> ActionOut:
-    expected = parse_if_match(if_match)
-    assert expected is not None
+    expected = required_version(if_match)
     action = await service.get_visible(session, principal.user, action_id)
     action = await service.update(session, principal, action, expected, data)
     return _with_etag(action, response)
@@ -188,8 +188,7 @@ async def transition_action(
     if_match: IfMatch = None,
 ) -> ActionOut:
     """Move the action; 403 when you may not make this move, 409 listing unmet guards."""
-    expected = parse_if_match(if_match)
-    assert expected is not None
+    expected = required_version(if_match)
     action = await service.get_visible(session, principal.user, action_id)
     action = await service.transition(session, principal, action, expected, data)
     return _with_etag(action, response)
@@ -205,7 +204,5 @@ async def approve_action(
 ) -> ActionOut:
     """Approve for the caller's ministry (a lead of the owning ministry; JOINT needs both)."""
     action = await service.get_visible(session, principal.user, action_id)
-    action = await service.approve(
-        session, principal, action, parse_if_match(if_match, required=False)
-    )
+    action = await service.approve(session, principal, action, optional_version(if_match))
     return _with_etag(action, response)

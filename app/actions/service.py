@@ -16,6 +16,7 @@ from app import clock
 from app.actions.models import Action, ActionApproval, is_open
 from app.actions.schemas import REQUIRED_FIELDS, ActionCreate, ActionTransitionRequest, ActionUpdate
 from app.actions.states import ACTION_LIFECYCLE, APPROVALS, TERMINAL, ActionFacts
+from app.actions.vocabulary import ministries_of
 from app.auth.models import User
 from app.auth.roles import at_least
 from app.auth.service import Principal
@@ -25,7 +26,6 @@ from app.incidents.service import is_owner, require
 from app.incidents.states import INCIDENT_LIFECYCLE
 from app.incidents.visibility import visible_to
 from app.lifecycle import describe
-from app.ministries.models import CO_LEAD_CODES
 from app.models_base import apply_changes, check_version, requested_changes
 from app.schemas import decode_cursor, encode_cursor
 from app.timeline import service as timeline
@@ -33,7 +33,7 @@ from app.timeline.service import Actor
 
 
 def approvals_required(action: Action) -> tuple[str, ...]:
-    return CO_LEAD_CODES if action.owning_ministry == "JOINT" else (action.owning_ministry,)
+    return ministries_of(action.owning_ministry)
 
 
 def leads_owning_ministry(user: User, action: Action) -> bool:
@@ -80,7 +80,7 @@ async def _check_assignee(
     user = await session.get(User, assignee_id)
     if user is None or not user.active:
         raise InvalidInput("assignee_id", "no such active user")
-    allowed = CO_LEAD_CODES if owning_ministry == "JOINT" else (owning_ministry,)
+    allowed = ministries_of(owning_ministry)
     if user.ministry.code not in allowed:
         raise InvalidInput("assignee_id", f"the assignee must belong to {' or '.join(allowed)}")
     if not at_least(user.role, "responder"):

@@ -26,3 +26,10 @@ KINDS: tuple[str, ...] = get_args(Kind)
 OWNING_MINISTRIES: tuple[str, ...] = get_args(OwningMinistry)
 PRIORITIES: tuple[str, ...] = get_args(Priority)
 STATUSES: tuple[str, ...] = get_args(ActionStatus)
+
+
+def ministries_of(owning_ministry: str) -> tuple[str, ...]:
+    """The ministries an action belongs to: its own, or both co-leads for JOINT."""
+    from app.ministries.models import CO_LEAD_CODES
+
+    return CO_LEAD_CODES if owning_ministry == "JOINT" else (owning_ministry,)

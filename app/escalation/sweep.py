@@ -17,17 +17,17 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, insert, literal, or_, select, update
+from sqlalchemy import Column, and_, func, insert, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import clock
-from app.actions.models import Action
-from app.actions.states import TERMINAL
+from app.actions.models import Action, is_open
+from app.actions.vocabulary import ministries_of
 from app.auth.models import User
 from app.db import Database, table_of
 from app.escalation import policies as policy_store
@@ -38,6 +38,7 @@ from app.incidents.visibility import visible_pairs
 from app.ministries.models import CO_LEAD_CODES, Ministry
 from app.notifications.models import Notification
 from app.outbox.service import NewOutboxEvent, emit_many
+from app.schemas import json_safe
 from app.timeline.service import SYSTEM, NewEvent, record_many
 
 logger = logging.getLogger("rrg.escalation")
@@ -82,6 +83,9 @@ class Directory:
     def policy(self, severity: str | None) -> Policy:
         return self.policies[severity or FALLBACK_SEVERITY]
 
+    def leads_of(self, ministries: Sequence[str]) -> tuple[uuid.UUID, ...]:
+        return tuple(uid for code in ministries for uid in self.leads.get(code, ()))
+
 
 @dataclass(frozen=True)
 class Pending:
@@ -123,6 +127,32 @@ async def load_directory(session: AsyncSession) -> Directory:
 
 def _severity() -> Any:
     return func.coalesce(Incident.severity, FALLBACK_SEVERITY)
+
+
+async def _advance(
+    session: AsyncSession,
+    counter: Column[int],
+    moves: Iterable[tuple[uuid.UUID, int, int]],
+    **also: Any,
+) -> set[uuid.UUID]:
+    """Raise each row's counter from the value read to its new value with conditional
+    updates, one per (seen, new) pair. Returns the rows that moved: a row another sweeper
+    moved first is left to it."""
+    table = counter.table
+    groups: dict[tuple[int, int], list[uuid.UUID]] = defaultdict(list)
+    for row_id, seen, new in moves:
+        if new > seen:  # counters only go up
+            groups[(seen, new)].append(row_id)
+    moved: set[uuid.UUID] = set()
+    for (seen, new), ids in sorted(groups.items()):
+        result = await session.execute(
+            update(table)
+            .where(table.c.id.in_(ids), counter == seen)
+            .values({counter.name: new, **also})
+            .returning(table.c.id)
+        )
+        moved.update(result.scalars())
+    return moved
 
 
 # --- actions ------------------------------------------------------------------------------
@@ -173,7 +203,7 @@ async def _claim_actions(
             # prepared statement to after five runs cannot use the index and reads every
             # past-due action, terminal ones included.
             .where(
-                Action.status.not_in([literal(s, literal_execute=True) for s in sorted(TERMINAL)]),
+                is_open(),
                 Action.escalation_level < literal(TOP_ACTION_LEVEL, literal_execute=True),
                 Action.due_at <= now,
                 or_(*due),
@@ -183,31 +213,18 @@ async def _claim_actions(
             .with_for_update(of=Action, skip_locked=True)
         )
     ).all()
-    # One conditional update per (seen, warranted) pair; only what it returns escalates.
-    groups: dict[tuple[int, int], list[Any]] = defaultdict(list)
-    for row in rows:
-        warranted = action_level(directory.policy(row.severity), row.due_at, now)
-        if warranted > row.escalation_level:
-            groups[(row.escalation_level, warranted)].append(row)
-    table = table_of(Action)
+    warranted = {
+        row.id: action_level(directory.policy(row.severity), row.due_at, now) for row in rows
+    }
+    moved = await _advance(
+        session,
+        table_of(Action).c.escalation_level,
+        ((row.id, row.escalation_level, warranted[row.id]) for row in rows),
+    )
     pending: list[Pending] = []
-    for (seen, warranted), members in sorted(groups.items()):
-        won = set(
-            (
-                await session.execute(
-                    update(table)
-                    .where(
-                        table.c.id.in_([m.id for m in members]), table.c.escalation_level == seen
-                    )
-                    .values(escalation_level=warranted)
-                    .returning(table.c.id)
-                )
-            ).scalars()
-        )
-        for row in members:
-            if row.id not in won:
-                continue
-            for level in range(seen + 1, warranted + 1):
+    for row in rows:
+        if row.id in moved:
+            for level in range(row.escalation_level + 1, warranted[row.id] + 1):
                 pending.append(
                     Pending(
                         item_type="action",
@@ -234,8 +251,7 @@ def _action_recipients(directory: Directory, row: Any, level: int) -> tuple[uuid
     if level == 1:
         return (row.assignee_id, row.doe_owner_id, row.meti_owner_id)
     if level == 2:
-        ministries = CO_LEAD_CODES if row.owning_ministry == "JOINT" else (row.owning_ministry,)
-        return tuple(uid for code in ministries for uid in directory.leads.get(code, ()))
+        return directory.leads_of(ministries_of(row.owning_ministry))
     return directory.co_chairs
 
 
@@ -279,24 +295,19 @@ async def _claim_triage(
             .with_for_update(skip_locked=True, key_share=True)
         )
     ).all()
-    table = table_of(Incident)
+    warranted = {
+        row.id: triage_level(directory.policy(row.severity), row.reported_at, now) for row in rows
+    }
+    moved = await _advance(
+        session,
+        table_of(Incident).c.triage_level,
+        ((row.id, row.triage_level, warranted[row.id]) for row in rows),
+    )
     pending: list[Pending] = []
     for row in rows:
-        warranted = triage_level(directory.policy(row.severity), row.reported_at, now)
-        if warranted <= row.triage_level:
+        if row.id not in moved:
             continue
-        won = await session.scalar(
-            update(table)
-            .where(table.c.id == row.id, table.c.triage_level == row.triage_level)
-            .values(triage_level=warranted)
-            .returning(table.c.id)
-        )
-        if won is None:
-            continue
-        for level in range(row.triage_level + 1, warranted + 1):
-            both_leads = tuple(
-                uid for code in CO_LEAD_CODES for uid in directory.leads.get(code, ())
-            )
+        for level in range(row.triage_level + 1, warranted[row.id] + 1):
             pending.append(
                 Pending(
                     item_type="triage",
@@ -306,7 +317,9 @@ async def _claim_triage(
                     incident_id=row.id,
                     incident_key=row.key,
                     title=row.title,
-                    candidates=both_leads if level == 1 else directory.co_chairs,
+                    candidates=directory.leads_of(CO_LEAD_CODES)
+                    if level == 1
+                    else directory.co_chairs,
                     event_type="incident.escalated",
                     data={
                         "reason": "triage_overdue",
@@ -349,18 +362,17 @@ async def _claim_stale(
             .with_for_update(skip_locked=True, key_share=True)
         )
     ).all()
-    table = table_of(Incident)
+    moved = await _advance(
+        session,
+        table_of(Incident).c.stale_reminders,
+        ((row.id, row.stale_reminders, row.stale_reminders + 1) for row in rows),
+        stale_reminded_at=now,
+    )
     pending: list[Pending] = []
     for row in rows:
-        number = row.stale_reminders + 1
-        won = await session.scalar(
-            update(table)
-            .where(table.c.id == row.id, table.c.stale_reminders == row.stale_reminders)
-            .values(stale_reminders=number, stale_reminded_at=now)
-            .returning(table.c.id)
-        )
-        if won is None:
+        if row.id not in moved:
             continue
+        number = row.stale_reminders + 1
         pending.append(
             Pending(
                 item_type="stale",
@@ -430,7 +442,7 @@ async def _write(
         events.append(NewEvent(p.incident_id, SYSTEM, p.event_type, data, now))
         title = _title(p)
         # The same for every recipient (built once); who else was told stays on the timeline.
-        payload = _json(p.data | {"incident_key": p.incident_key, "item_type": p.item_type})
+        payload = json_safe(p.data | {"incident_key": p.incident_key, "item_type": p.item_type})
         for uid in recipients:
             notifications.append(
                 {
@@ -447,7 +459,7 @@ async def _write(
             NewOutboxEvent(
                 p.event_type,
                 p.incident_id,
-                _json({"incident_id": p.incident_id, "incident_key": p.incident_key, **p.data}),
+                json_safe({"incident_id": p.incident_id, "incident_key": p.incident_key, **p.data}),
             )
         )
         records.append(
@@ -476,21 +488,6 @@ def _title(p: Pending) -> str:
     if p.item_type == "triage":
         return f"{p.incident_key}: still awaiting triage (level {p.level})"
     return f"{p.incident_key}: no update for a while — please post one (reminder {p.level})"
-
-
-def _json(data: dict[str, Any]) -> dict[str, Any]:
-    return {
-        k: (
-            v.isoformat()
-            if isinstance(v, datetime)
-            else str(v)
-            if isinstance(v, uuid.UUID)
-            else [str(x) for x in v]
-            if isinstance(v, list)
-            else v
-        )
-        for k, v in data.items()
-    }
 
 
 async def _no_hook(session: AsyncSession) -> None:

@@ -7,7 +7,6 @@ from typing import Any
 from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.auth.models import User
 from app.db import Base, JSONType
 from app.incidents.vocabulary import CATEGORIES, SEVERITIES, TLP_MARKINGS
 from app.models_base import IdMixin, TimestampMixin
@@ -92,9 +91,6 @@ class Incident(IdMixin, TimestampMixin, Base):
     stale_reminded_at: Mapped[datetime | None] = mapped_column(default=None)
     stale_reminders: Mapped[int] = mapped_column(default=0)
 
-    reporter: Mapped[User] = relationship(foreign_keys=[reporter_id], lazy="raise")
-    doe_owner: Mapped[User | None] = relationship(foreign_keys=[doe_owner_id], lazy="raise")
-    meti_owner: Mapped[User | None] = relationship(foreign_keys=[meti_owner_id], lazy="raise")
     mineral_links: Mapped[list[IncidentMineral]] = relationship(
         lazy="raise", cascade="all, delete-orphan", order_by="IncidentMineral.mineral_code"
     )
@@ -129,8 +125,6 @@ class IncidentParticipant(Base):
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), primary_key=True)
     added_at: Mapped[datetime]
     added_by_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"), default=None)
-
-    user: Mapped[User] = relationship(foreign_keys=[user_id], lazy="raise")
 
 
 class IncidentSignoff(IdMixin, Base):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,7 +18,6 @@ from app.incidents.schemas import (
     SignoffOut,
     TimelineEventOut,
     UserRef,
-    user_ref,
 )
 from app.ministries.models import Ministry
 from app.timeline.models import TimelineEvent
@@ -115,8 +113,7 @@ async def current_signoffs(
     return out
 
 
-def event_out(event: TimelineEvent, users: dict[Any, User]) -> TimelineEventOut:
-    user = users.get(event.actor_user_id)
+def event_out(event: TimelineEvent, refs: dict[uuid.UUID, UserRef]) -> TimelineEventOut:
     return TimelineEventOut(
         id=event.id,
         incident_id=event.incident_id,
@@ -124,7 +121,7 @@ def event_out(event: TimelineEvent, users: dict[Any, User]) -> TimelineEventOut:
         at=event.at,
         actor=ActorOut(
             kind=event.actor_kind,
-            user=user_ref(user) if user else None,
+            user=refs.get(event.actor_user_id) if event.actor_user_id else None,
             token_id=event.actor_token_id,
         ),
         type=event.type,

@@ -5,10 +5,8 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
-from sqlalchemy import select
 
 from app import idempotency
-from app.auth.models import User
 from app.deps import (
     ETAG_RESPONSES,
     CurrentUser,
@@ -18,10 +16,11 @@ from app.deps import (
     Session,
     etag,
     get_database,
-    parse_if_match,
+    optional_version,
+    required_version,
 )
 from app.incidents import service
-from app.incidents.presenters import event_out, present_incidents
+from app.incidents.presenters import event_out, present_incidents, user_refs
 from app.incidents.schemas import (
     CommentCreate,
     IncidentCreate,
@@ -34,6 +33,7 @@ from app.incidents.schemas import (
     SignoffCreate,
     TimelineEventOut,
     TransitionRequest,
+    user_ref,
 )
 from app.incidents.service import IncidentFilters, SortKey
 from app.incidents.vocabulary import Category, Severity, Status, Tlp
@@ -139,8 +139,7 @@ async def update_incident(
     response: Response,
     if_match: IfMatch = None,
 ) -> IncidentOut:
-    expected = parse_if_match(if_match)
-    assert expected is not None
+    expected = required_version(if_match)
     incident = await service.get_visible(session, principal.user, id_or_key)
     incident = await service.update_fields(session, principal, incident, expected, data)
     return await _out(session, incident, response)
@@ -156,8 +155,7 @@ async def transition_incident(
     if_match: IfMatch = None,
 ) -> IncidentOut:
     """Move the incident; a refusal (409) lists every unmet guard in ``unmet``."""
-    expected = parse_if_match(if_match)
-    assert expected is not None
+    expected = required_version(if_match)
     incident = await service.get_visible(session, principal.user, id_or_key)
     incident = await service.transition(session, principal, incident, expected, data)
     return await _out(session, incident, response)
@@ -181,7 +179,7 @@ async def assign_owner(
         incident,
         ministry,
         data.user_id,
-        parse_if_match(if_match, required=False),
+        optional_version(if_match),
     )
     return await _out(session, incident, response)
 
@@ -227,14 +225,9 @@ async def _events_page(
     )
     more = len(events) > limit
     events = events[:limit]
-    user_ids = {e.actor_user_id for e in events if e.actor_user_id}
-    users = (
-        {u.id: u for u in (await session.scalars(select(User).where(User.id.in_(user_ids)))).all()}
-        if user_ids
-        else {}
-    )
+    refs = await user_refs(session, (e.actor_user_id for e in events))
     return Page(
-        items=[event_out(e, users) for e in events],
+        items=[event_out(e, refs) for e in events],
         next_cursor=encode_cursor([events[-1].seq]) if more else None,
     )
 
@@ -273,4 +266,4 @@ async def add_comment(
 ) -> TimelineEventOut:
     incident = await service.get_visible(session, principal.user, id_or_key, details=False)
     event: TimelineEvent = await service.add_comment(session, principal, incident, data.body)
-    return event_out(event, {principal.user.id: principal.user})
+    return event_out(event, {principal.user.id: user_ref(principal.user)})

@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import AnyHttpUrl, AwareDatetime, BaseModel, Field, StringConstraints
 
+from app.auth.models import User
 from app.incidents.vocabulary import Category, Sector, Severity, Status, Tlp
 from app.schemas import InputModel
 
@@ -178,10 +179,7 @@ class TimelineEventOut(BaseModel):
     hash: str
 
 
-def user_ref(user: object) -> UserRef:
-    from app.auth.models import User
-
-    assert isinstance(user, User)
+def user_ref(user: User) -> UserRef:
     return UserRef(
         id=user.id, display_name=user.display_name, email=user.email, ministry=user.ministry.code
     )

@@ -236,11 +236,6 @@ def _cursor_value(name: str, raw: Any) -> Any:
         raise InvalidInput("cursor", "malformed cursor", location="query") from None
 
 
-async def count_visible(session: AsyncSession, user: User, filters: IncidentFilters) -> int:
-    subquery = _filtered(user, filters).with_only_columns(Incident.id).subquery()
-    return int(await session.scalar(select(func.count()).select_from(subquery)) or 0)
-
-
 async def possible_duplicates(
     session: AsyncSession, user: User, incident: Incident
 ) -> Sequence[Incident]:

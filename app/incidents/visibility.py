@@ -79,10 +79,6 @@ def visible_to(user: User) -> ColumnElement[bool]:
     )
 
 
-def named_on(user: User) -> ColumnElement[bool]:
-    return _named(literal(user.id, Uuid))
-
-
 async def visible_pairs(
     session: AsyncSession, pairs: Iterable[tuple[uuid.UUID, uuid.UUID]]
 ) -> set[tuple[uuid.UUID, uuid.UUID]]:

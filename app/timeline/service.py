@@ -22,6 +22,7 @@ from app import clock
 from app.auth.service import Principal
 from app.db import table_of
 from app.incidents.models import Incident
+from app.schemas import json_safe
 from app.timeline.models import TimelineEvent
 
 GENESIS = "0" * 64
@@ -44,12 +45,6 @@ class Actor:
 
 
 SYSTEM = Actor("system")
-
-
-def _normalise(data: dict[str, Any]) -> dict[str, Any]:
-    """JSON-safe data, exactly as the database will give it back."""
-    normal: dict[str, Any] = json.loads(json.dumps(data, default=str))
-    return normal
 
 
 def event_hash(
@@ -155,7 +150,7 @@ async def record_many(session: AsyncSession, new_events: Sequence[NewEvent]) -> 
             actor_user_id=new.actor.user_id,
             actor_token_id=new.actor.token_id,
             type=new.type,
-            data=_normalise(new.data),
+            data=json_safe(new.data),
             prev_hash=prev_hash,
         )
         event.hash = hash_of(event)

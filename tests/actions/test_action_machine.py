@@ -14,23 +14,20 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar, TypeVar
+from typing import Any, TypeVar
 
 import httpx
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
-    RuleBasedStateMachine,
     initialize,
     invariant,
     precondition,
     rule,
 )
-from hypothesis.stateful import run_state_machine_as_test as run_machine
 
 from app.actions.states import ACTION_LIFECYCLE
 from tests.incidents.helpers import report
-from tests.machine_driver import Api, ministry_of, present, role_of
+from tests.machine_driver import DrivenMachine, ministry_of, present, role_of, run_machine
 
 T = TypeVar("T")
 
@@ -101,9 +98,7 @@ class IncidentModel:
     events: int = 1  # timeline length
 
 
-class ActionMachine(RuleBasedStateMachine):
-    api: ClassVar[Api]
-
+class ActionMachine(DrivenMachine):
     def __init__(self) -> None:
         super().__init__()
         self.people = self.api.make_people(PEOPLE)
@@ -684,18 +679,4 @@ def test_spec_table_is_the_app_table() -> None:
 
 
 def test_action_machine(database_url: str) -> None:
-    api = Api(database_url)
-    ActionMachine.api = api
-    try:
-        api.clear()
-        run_machine(
-            ActionMachine,
-            settings=settings(
-                max_examples=15,
-                stateful_step_count=20,
-                deadline=None,
-                suppress_health_check=list(HealthCheck),
-            ),
-        )
-    finally:
-        api.close()
+    run_machine(ActionMachine, database_url)

@@ -13,23 +13,20 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar, TypeVar
+from typing import Any, TypeVar
 
 import httpx
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
-    RuleBasedStateMachine,
     initialize,
     invariant,
     precondition,
     rule,
 )
-from hypothesis.stateful import run_state_machine_as_test as run_machine
 
 from app.incidents.states import INCIDENT_LIFECYCLE, STATUSES
 from tests.incidents.helpers import report
-from tests.machine_driver import Api, ministry_of, present, role_of
+from tests.machine_driver import DrivenMachine, ministry_of, present, role_of, run_machine
 
 T = TypeVar("T")
 
@@ -95,9 +92,7 @@ def same_incident(after: Snapshot, before: Snapshot) -> bool:
     } and after.etag == before.etag
 
 
-class IncidentLifecycleMachine(RuleBasedStateMachine):
-    api: ClassVar[Api]
-
+class IncidentLifecycleMachine(DrivenMachine):
     def __init__(self) -> None:
         super().__init__()
         self.people = self.api.make_people(PEOPLE)
@@ -715,18 +710,4 @@ def test_spec_edges_are_the_table() -> None:
 
 
 def test_incident_lifecycle_machine(database_url: str) -> None:
-    api = Api(database_url)
-    IncidentLifecycleMachine.api = api
-    try:
-        api.clear()
-        run_machine(
-            IncidentLifecycleMachine,
-            settings=settings(
-                max_examples=15,
-                stateful_step_count=20,
-                deadline=None,
-                suppress_health_check=list(HealthCheck),
-            ),
-        )
-    finally:
-        api.close()
+    run_machine(IncidentLifecycleMachine, database_url)
