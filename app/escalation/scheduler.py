@@ -10,6 +10,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from app.config import Settings
 from app.db import Database
 from app.escalation.sweep import sweep
+from app.idempotency import purge_expired
 
 logger = logging.getLogger("rrg.scheduler")
 
@@ -20,6 +21,12 @@ async def run_sweep(db: Database) -> None:
     except Exception:
         # A failed sweep changed nothing (its transaction rolled back); the next one retries.
         logger.exception("escalation sweep failed")
+    try:
+        # Idempotency keys are kept 24 hours; the periodic job is where they expire.
+        async with db.unit_of_work() as session:
+            await purge_expired(session)
+    except Exception:
+        logger.exception("purging expired idempotency keys failed")
 
 
 def build_scheduler(settings: Settings, db: Database) -> AsyncIOScheduler:

@@ -10,12 +10,15 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 from sqlalchemy import func, select
 
+from app import clock
 from app.db import Database
+from app.escalation.scheduler import run_sweep
 from app.idempotency import IdempotencyKey
 from app.incidents.models import Counter as KeyCounter
 from app.incidents.models import Incident
@@ -233,3 +236,32 @@ async def test_concurrent_creates_get_gap_free_unique_keys(
         counter = await session.get(KeyCounter, KEY_COUNTER)
     assert stored == [f"RRG-{n:04d}" for n in range(1, 201)]
     assert counter is not None and counter.value == 200
+
+
+async def test_the_periodic_job_purges_keys_older_than_a_day(
+    client: httpx.AsyncClient, make_actor: MakeActor, db: Database
+):
+    reporter = await make_actor("responder")
+    start = datetime.now(UTC)
+    clock.set_source(lambda: start)
+    for key in ("old-1", "old-2"):
+        created = await client.post(
+            "/api/v1/incidents",
+            json=report(title=key),
+            headers={**reporter.headers, "Idempotency-Key": key},
+        )
+        assert created.status_code == 201
+    clock.set_source(lambda: start + timedelta(hours=23))
+    fresh = await client.post(
+        "/api/v1/incidents",
+        json=report(title="fresh"),
+        headers={**reporter.headers, "Idempotency-Key": "fresh"},
+    )
+    assert fresh.status_code == 201
+    clock.set_source(lambda: start + timedelta(hours=25))
+    await run_sweep(db)
+    async with db.unit_of_work(readonly=True) as session:
+        kept = (await session.scalars(select(IdempotencyKey.key))).all()
+        incidents = await session.scalar(select(func.count()).select_from(Incident))
+    assert kept == ["fresh"]
+    assert incidents == 3
