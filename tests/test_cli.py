@@ -182,19 +182,23 @@ def test_serve_refuses_a_postgres_database_behind_its_migrations():
     import asyncio
 
     from sqlalchemy import text
+    from sqlalchemy.engine import make_url
 
     from app.db import Database
+
+    # Named after the test database, so test runs against different databases don't collide.
+    behind = f"{make_url(POSTGRES_URL).database}_behind"
 
     async def recreate() -> None:
         db = Database(postgres_admin_url("postgres"))
         async with db.engine.connect() as conn:
             await conn.execution_options(isolation_level="AUTOCOMMIT")
-            await conn.execute(text("DROP DATABASE IF EXISTS rrg_behind"))
-            await conn.execute(text("CREATE DATABASE rrg_behind"))
+            await conn.execute(text(f'DROP DATABASE IF EXISTS "{behind}"'))
+            await conn.execute(text(f'CREATE DATABASE "{behind}"'))
         await db.dispose()
 
     asyncio.run(recreate())
-    env = {"RRG_DATABASE_URL": postgres_admin_url("rrg_behind")}
+    env = {"RRG_DATABASE_URL": postgres_admin_url(behind)}
     refused = run(["serve", "--port", str(free_port())], env)
     assert refused.returncode == 1
     assert "rrg migrate" in refused.stderr
