@@ -8,10 +8,11 @@ import sys
 from sqlalchemy import text
 
 from app.db import Database
-from bench import actions_queue, driver_choice, escalation_sweep, incidents_list
+from bench import actions_queue, create_load, driver_choice, escalation_sweep, incidents_list
 from bench.common import BENCH_POSTGRES_URL, Figure, print_table
 
 BENCHMARKS = {
+    "create_load": create_load.run,
     "driver": driver_choice.run,
     "incidents_list": incidents_list.run,
     "escalation_sweep": escalation_sweep.run,

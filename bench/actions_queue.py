@@ -30,7 +30,7 @@ from sqlalchemy import select
 from app.actions import service as actions
 from app.auth.models import User
 from app.db import Database
-from bench.common import Figure, percentile
+from bench.common import Figure, Server, percentile, rrg_server
 from bench.escalation_sweep import (
     Shape,
     create_token,
@@ -40,7 +40,7 @@ from bench.escalation_sweep import (
     profiled,
     seed,
 )
-from bench.incidents_list import Server, _get, _literal, _server, _summary
+from bench.incidents_list import _get, _literal, _summary
 
 NAME = "actions_queue"
 SHAPE = Shape(open_actions=120_000, overdue=6_000, terminal=180_000, overdue_escalated=True)
@@ -170,7 +170,7 @@ def run() -> list[Figure]:
     explain: list[str] = []
     asyncio.run(_explain(url, explain))
     print("\n".join(explain), file=sys.stderr)
-    with _server(url) as server:
+    with rrg_server(url) as server:
         load = os.getloadavg()[0]
         samples, cpu = _measure(server, token)
         load = max(load, os.getloadavg()[0])

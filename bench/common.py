@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
 
 BENCH_POSTGRES_URL = os.environ.get(
     "RRG_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/rrg_bench"
 )
+REPO = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -50,3 +60,77 @@ def print_table(figures: list[Figure]) -> None:
     print("-+-".join("-" * w for w in widths))
     for r in rows:
         print(" | ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)))
+
+
+# --- servers in their own processes ------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class Server:
+    base: str
+    pid: int
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the server process so far (Linux /proc)."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def rss_mb(self) -> float:
+        """Resident set size of the server process now (Linux /proc)."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        raise RuntimeError("no VmRSS in /proc status")
+
+
+@contextlib.contextmanager
+def serve(
+    command: Sequence[str], env: dict[str, str], *, ready_path: str = "/readyz"
+) -> Iterator[Server]:
+    """Run ``command`` (given ``--host``/``--port`` options) until ``ready_path`` answers 200;
+    stop it afterwards."""
+    port = free_port()
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(
+            [*command, "--host", "127.0.0.1", "--port", str(port)],
+            cwd=REPO,
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    log.seek(0)
+                    raise RuntimeError(f"the server did not start:\n{log.read().decode()}")
+                with contextlib.suppress(httpx.TransportError):
+                    if httpx.get(f"{base}{ready_path}", timeout=1).status_code == 200:
+                        break
+                time.sleep(0.1)
+            yield Server(base, proc.pid)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def rrg_server(url: str, **env: str) -> contextlib.AbstractContextManager[Server]:
+    """The app served by ``rrg serve`` (one uvicorn worker, scheduler off, no access log)."""
+    import sys
+
+    return serve(
+        [sys.executable, "-m", "app", "serve"],
+        {"RRG_DATABASE_URL": url, "RRG_SCHEDULER": "off", "RRG_LOG_LEVEL": "WARNING", **env},
+    )

@@ -27,10 +27,7 @@ import json
 import os
 import random
 import re
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -49,7 +46,7 @@ from app.auth.security import hash_token, new_token
 from app.db import Database
 from app.incidents import service as incidents
 from app.incidents.vocabulary import CATEGORIES, SECTORS
-from bench.common import BENCH_POSTGRES_URL, Figure, median, percentile
+from bench.common import BENCH_POSTGRES_URL, Figure, Server, median, percentile, rrg_server
 
 NAME = "incidents_list"
 INCIDENTS = 100_000
@@ -519,63 +516,6 @@ async def _explain(url: str, email: str, out: list[str]) -> None:
 # --- the server and the client ----------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-@dataclass
-class Server:
-    base: str
-    pid: int
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU time of the server process so far (Linux /proc)."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-@contextlib.contextmanager
-def _server(url: str) -> Iterator[Server]:
-    """The app served by uvicorn in its own process (scheduler off)."""
-    port = _free_port()
-    env = {
-        **os.environ,
-        "RRG_DATABASE_URL": url,
-        "RRG_SCHEDULER": "off",
-        "RRG_LOG_LEVEL": "WARNING",  # no access log on the measured path
-    }
-    with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=REPO,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    log.seek(0)
-                    raise RuntimeError(f"the server did not start:\n{log.read().decode()}")
-                with contextlib.suppress(httpx.TransportError):
-                    if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                        break
-                time.sleep(0.1)
-            yield Server(base, proc.pid)
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
 def _get(client: httpx.Client, path: str) -> tuple[float, Any]:
     start = time.perf_counter()
     response = client.get(path)
@@ -669,7 +609,7 @@ def run() -> list[Figure]:
     explain: list[str] = []
     asyncio.run(_explain(url, seeded.lead_email, explain))
     print("\n".join(explain), file=sys.stderr)
-    with _server(url) as server:
+    with rrg_server(url) as server:
         load = os.getloadavg()[0]
         samples, cpu = _measure(server, seeded.token)
         load = max(load, os.getloadavg()[0])
