@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -16,7 +16,7 @@ from app import clock
 from app.auth.models import User
 from app.auth.roles import at_least
 from app.auth.service import Principal
-from app.errors import Conflict, Forbidden, InvalidInput, NotFound
+from app.errors import AppError, Conflict, Forbidden, InvalidInput, NotFound
 from app.incidents import states
 from app.incidents.models import (
     Counter,
@@ -41,7 +41,7 @@ from app.models_base import apply_changes, check_version, requested_changes
 from app.schemas import decode_cursor, encode_cursor
 from app.timeline import service as timeline
 from app.timeline.models import TimelineEvent
-from app.timeline.service import Actor
+from app.timeline.service import Actor, NewEvent
 
 KEY_COUNTER = "incident_key"
 DUPLICATE_WINDOW = timedelta(days=14)
@@ -74,6 +74,14 @@ def may_triage(user: User, incident: Incident) -> bool:
 def may_edit(user: User, incident: Incident) -> bool:
     return may_triage(user, incident) or (
         user.id == incident.reporter_id and at_least(user.role, "responder")
+    )
+
+
+def may_name_participants(user: User, incident: Incident) -> bool:
+    """The owners, leads (who got here, so may see it) and the reporter: on a RED
+    incident nobody else may see it, so the source decides who shares its report."""
+    return (
+        is_owner(user, incident) or at_least(user.role, "lead") or user.id == incident.reporter_id
     )
 
 
@@ -353,6 +361,10 @@ async def update_fields(
         return incident  # nothing changed: no new version, no event
     incident.updated_at = clock.now()
     await session.flush()  # conditional on the version: a concurrent change makes this 412
+    if "tlp" in after:
+        await _keep_assignees_in_sight(
+            session, incident, lambda names: InvalidInput("tlp", _out_of_sight(names))
+        )
     await timeline.record(
         session,
         incident.id,
@@ -439,10 +451,58 @@ async def transition(
         incident.resolution_round += 1
         data["reopened"] = True
     await session.flush()
-    await timeline.record(
-        session, incident.id, Actor.of(principal), "incident.status_changed", data
-    )
+    actor = Actor.of(principal)
+    events = [NewEvent(incident.id, actor, "incident.status_changed", data, now)]
+    if target in INCIDENT_LIFECYCLE.terminal:
+        events += await _cancel_actions(session, incident, actor, data, now)
+    await timeline.record_many(session, events)
     return await get_visible(session, user, incident.id)
+
+
+async def _cancel_actions(
+    session: AsyncSession,
+    incident: Incident,
+    actor: Actor,
+    change: dict[str, Any],
+    now: datetime,
+) -> list[NewEvent]:
+    """An ended incident's open actions are cancelled (nobody works on, or is reminded of,
+    the actions of a rejected or closed incident), each change on the timeline."""
+    from app.incidents.actions_hook import cancel_open_actions
+
+    reason = f"The incident was {change['to']}" + (
+        f": {change['reason']}" if change.get("reason") else ""
+    )
+    cancelled = await cancel_open_actions(session, incident.id, reason, now)
+    return [
+        NewEvent(
+            incident.id,
+            actor,
+            "action.status_changed",
+            {"action_id": action_id, "from": source, "to": "cancelled", "note": reason},
+            now,
+        )
+        for action_id, source in cancelled
+    ]
+
+
+def _out_of_sight(names: Sequence[str]) -> str:
+    return (
+        f"{', '.join(names)} would no longer see the incident but are assigned open actions "
+        "on it: name them as participants or reassign those actions first"
+    )
+
+
+async def _keep_assignees_in_sight(
+    session: AsyncSession, incident: Incident, refusal: Callable[[list[str]], AppError]
+) -> None:
+    """Refuse a change (already flushed, so the whole request rolls back) that would leave
+    an assignee of an open action unable to see the incident."""
+    from app.incidents.actions_hook import assignees_out_of_sight
+
+    names = await assignees_out_of_sight(session, incident.id)
+    if names:
+        raise refusal(names)
 
 
 async def _active_user(session: AsyncSession, user_id: uuid.UUID, field: str) -> User:
@@ -479,6 +539,8 @@ async def assign_owner(
     owner = await _active_user(session, user_id, "user_id")
     if owner.ministry.code != ministry:
         raise InvalidInput("user_id", f"the {ministry} owner must be a user of {ministry}")
+    if not at_least(owner.role, "responder"):
+        raise InvalidInput("user_id", "an owner must be a responder or above; viewers cannot own")
     column = OWNER_COLUMNS[ministry]
     previous = getattr(incident, column)
     if previous == owner.id:
@@ -486,6 +548,10 @@ async def assign_owner(
     setattr(incident, column, owner.id)
     incident.updated_at = clock.now()
     await session.flush()
+    if previous is not None:
+        await _keep_assignees_in_sight(
+            session, incident, lambda names: Conflict(_out_of_sight(names))
+        )
     await timeline.record(
         session,
         incident.id,
@@ -500,21 +566,21 @@ async def add_participant(
     session: AsyncSession, principal: Principal, incident: Incident, user_id: uuid.UUID
 ) -> Incident:
     actor = principal.user
-    # The reporter may bring people in too: on a RED incident nobody else may see it, so
-    # without this nobody could ever triage a RED report from a responder.
     require(
-        may_triage(actor, incident) or actor.id == incident.reporter_id,
-        "Only leads, admins, the incident's owners and its reporter may add participants",
+        may_name_participants(actor, incident),
+        "Only the incident's owners, leads and its reporter may add participants",
     )
     require_open(incident)
     user = await _active_user(session, user_id, "user_id")
     if any(link.user_id == user.id for link in incident.participant_links):
         return incident
-    session.add(
+    now = clock.now()
+    incident.participant_links.append(
         IncidentParticipant(
-            incident_id=incident.id, user_id=user.id, added_at=clock.now(), added_by_id=actor.id
+            incident_id=incident.id, user_id=user.id, added_at=now, added_by_id=actor.id
         )
     )
+    incident.updated_at = now  # who may see it changed: a new version
     await session.flush()
     await timeline.record(
         session,
@@ -524,6 +590,33 @@ async def add_participant(
         {"user_id": user.id},
     )
     return await get_visible(session, actor, incident.id)
+
+
+async def remove_participant(
+    session: AsyncSession, principal: Principal, incident: Incident, user_id: uuid.UUID
+) -> None:
+    """Take someone off the incident: unless named otherwise (reporter, owner) or allowed by
+    the marking, they no longer see it. Allowed on ended incidents too: narrowing who sees
+    an incident is always safe."""
+    actor = principal.user
+    require(
+        may_name_participants(actor, incident),
+        "Only the incident's owners, leads and its reporter may remove participants",
+    )
+    link = next((p for p in incident.participant_links if p.user_id == user_id), None)
+    if link is None:
+        raise NotFound("That user is not a participant of this incident")
+    incident.participant_links.remove(link)
+    incident.updated_at = clock.now()
+    await session.flush()
+    await _keep_assignees_in_sight(session, incident, lambda names: Conflict(_out_of_sight(names)))
+    await timeline.record(
+        session,
+        incident.id,
+        Actor.of(principal),
+        "incident.participant_removed",
+        {"user_id": user_id},
+    )
 
 
 async def add_comment(
@@ -549,16 +642,18 @@ async def sign_off(
     signed = await current_signoffs(session, [incident])
     if any(s.ministry_code == ministry for s in signed[incident.id]):
         raise Conflict(f"{ministry} has already signed off this resolution")
+    now = clock.now()
     session.add(
         IncidentSignoff(
             incident_id=incident.id,
             resolution_round=incident.resolution_round,
             ministry_code=ministry,
             user_id=user.id,
-            at=clock.now(),
+            at=now,
             note=note,
         )
     )
+    incident.updated_at = now  # what closing needs changed: a new version
     await session.flush()
     await timeline.record(
         session,

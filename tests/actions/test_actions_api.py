@@ -455,7 +455,29 @@ async def test_visibility_of_actions_follows_the_incident(
     await hidden_from(helper.headers)
     assert await state(client, reporter, red) == before
 
-    # Assigning the helper an action of the RED incident names them on it.
+    # Assigning the helper an action of the RED incident does not name them on it: refused.
+    refused = await client.post(
+        f"/api/v1/incidents/{red['id']}/actions",
+        json=proposal(
+            owning_ministry="JOINT",
+            kind="information_sharing",
+            assignee_id=str(helper.id),
+            due_at=in_days(1),
+        ),
+        headers=reporter.headers,
+    )
+    assert fields(assert_problem(refused, 422)) == ["assignee_id"]
+    assert_problem(await patch(client, reporter, action, {"assignee_id": str(helper.id)}), 422)
+    await hidden_from(helper.headers)
+    assert await state(client, reporter, red) == before
+
+    # Named by the reporter, the helper sees the incident and may then be assigned work.
+    named = await client.post(
+        f"/api/v1/incidents/{red['id']}/participants",
+        json={"user_id": str(helper.id)},
+        headers=reporter.headers,
+    )
+    assert named.status_code == 200, named.text
     joint = await propose(
         client,
         reporter,
@@ -465,8 +487,6 @@ async def test_visibility_of_actions_follows_the_incident(
         assignee_id=str(helper.id),
         due_at=in_days(1),
     )
-    seen = await client.get(f"/api/v1/incidents/{red['id']}", headers=helper.headers)
-    assert seen.status_code == 200 and seen.json()["title"] == red["title"]
     assert (await current(client, helper, joint))["assignee"]["id"] == str(helper.id)
     assert (await fetch(client, helper, action)).status_code == 200
     mine = await client.get("/api/v1/actions", params={"assignee": "me"}, headers=helper.headers)
