@@ -11,6 +11,7 @@ from typing import Any, Literal
 from sqlalchemy import ColumnElement, Select, func, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.attributes import flag_modified
 
 from app import clock
 from app.auth.models import User
@@ -512,6 +513,13 @@ async def _active_user(session: AsyncSession, user_id: uuid.UUID, field: str) ->
     return user
 
 
+def _new_version(incident: Incident, now: datetime) -> None:
+    """A change held in another table (participants, sign-offs) still changes the incident:
+    its row is updated even if ``updated_at`` is unchanged, so its version (ETag) moves."""
+    incident.updated_at = now
+    flag_modified(incident, "updated_at")
+
+
 def require_open(incident: Incident) -> None:
     if incident.status in INCIDENT_LIFECYCLE.terminal:
         raise Conflict(f"The incident is {incident.status}")
@@ -580,7 +588,7 @@ async def add_participant(
             incident_id=incident.id, user_id=user.id, added_at=now, added_by_id=actor.id
         )
     )
-    incident.updated_at = now  # who may see it changed: a new version
+    _new_version(incident, now)  # who may see it changed
     await session.flush()
     await timeline.record(
         session,
@@ -607,7 +615,7 @@ async def remove_participant(
     if link is None:
         raise NotFound("That user is not a participant of this incident")
     incident.participant_links.remove(link)
-    incident.updated_at = clock.now()
+    _new_version(incident, clock.now())
     await session.flush()
     await _keep_assignees_in_sight(session, incident, lambda names: Conflict(_out_of_sight(names)))
     await timeline.record(
@@ -653,7 +661,7 @@ async def sign_off(
             note=note,
         )
     )
-    incident.updated_at = now  # what closing needs changed: a new version
+    _new_version(incident, now)  # what closing needs changed
     await session.flush()
     await timeline.record(
         session,
