@@ -27,6 +27,7 @@ from app.auth.models import User
 from app.auth.roles import at_least
 from app.auth.service import Principal
 from app.errors import Conflict, Forbidden, InvalidInput, NotFound, TransitionRefused
+from app.events import Event, emit, emit_many
 from app.incidents.models import Incident
 from app.incidents.service import is_owner, require
 from app.incidents.states import INCIDENT_LIFECYCLE, TAKES_ACTIONS
@@ -34,8 +35,7 @@ from app.incidents.visibility import visible_pairs, visible_to
 from app.lifecycle import describe
 from app.models_base import apply_changes, check_version, requested_changes
 from app.schemas import decode_cursor, encode_cursor
-from app.timeline import service as timeline
-from app.timeline.service import Actor, NewEvent
+from app.timeline.service import Actor
 
 
 def approvals_required(action: Action) -> tuple[str, ...]:
@@ -148,9 +148,9 @@ async def create(
     )
     session.add(action)
     await session.flush()
-    await timeline.record(
+    await emit(
         session,
-        incident.id,
+        incident,
         Actor.of(principal),
         "action.created",
         {"action_id": action.id, **data.model_dump(mode="json")},
@@ -207,18 +207,19 @@ async def update(
     action.updated_at = clock.now()
     actor = Actor.of(principal)
     events = [
-        NewEvent(
+        Event(
             action.incident_id,
             actor,
             "action.updated",
             {"action_id": action.id, "before": before, "after": after},
+            incident_key=action.incident.key,
         )
     ]
     material = sorted(MATERIAL_FIELDS & after.keys())
     if action.status == "proposed" and action.approvals and material:
         # An approval is of what was proposed: a material edit voids those already given.
         events.append(
-            NewEvent(
+            Event(
                 action.incident_id,
                 actor,
                 "action.approvals_voided",
@@ -227,11 +228,12 @@ async def update(
                     "ministries": [a.ministry_code for a in action.approvals],
                     "fields": material,
                 },
+                incident_key=action.incident.key,
             )
         )
         action.approvals.clear()
     await session.flush()
-    await timeline.record_many(session, events)
+    await emit_many(session, events)
     return await get_visible(session, user, action.id)
 
 
@@ -296,7 +298,7 @@ async def approve(
         ACTION_LIFECYCLE.check("proposed", "approved", facts(user, action))
         action.status, action.approved_at = "approved", now
     await session.flush()
-    await timeline.record(session, action.incident_id, Actor.of(principal), "action.approved", data)
+    await emit(session, action.incident, Actor.of(principal), "action.approved", data)
     if not missing:
         await _record_status(session, principal, action, "proposed", "approved", None)
     return await get_visible(session, user, action.id)
@@ -313,9 +315,7 @@ async def _record_status(
     data: dict[str, Any] = {"action_id": action.id, "from": source, "to": target}
     if note:
         data["note"] = note
-    await timeline.record(
-        session, action.incident_id, Actor.of(principal), "action.status_changed", data
-    )
+    await emit(session, action.incident, Actor.of(principal), "action.status_changed", data)
 
 
 async def transition(

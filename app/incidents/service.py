@@ -18,6 +18,7 @@ from app.auth.models import User
 from app.auth.roles import at_least
 from app.auth.service import Principal
 from app.errors import AppError, Conflict, Forbidden, InvalidInput, NotFound
+from app.events import Event, emit, emit_many
 from app.incidents import states
 from app.incidents.models import (
     Counter,
@@ -40,9 +41,8 @@ from app.minerals.models import Mineral
 from app.ministries.models import CO_LEAD_CODES, Ministry
 from app.models_base import apply_changes, check_version, requested_changes
 from app.schemas import decode_cursor, encode_cursor
-from app.timeline import service as timeline
 from app.timeline.models import TimelineEvent
-from app.timeline.service import Actor, NewEvent
+from app.timeline.service import Actor
 
 KEY_COUNTER = "incident_key"
 DUPLICATE_WINDOW = timedelta(days=14)
@@ -320,9 +320,9 @@ async def create(session: AsyncSession, principal: Principal, data: IncidentCrea
     )
     session.add(incident)
     await session.flush()
-    await timeline.record(
+    await emit(
         session,
-        incident.id,
+        incident,
         Actor.of(principal),
         "incident.created",
         {"key": incident.key, "status": incident.status, **data.model_dump(mode="json")},
@@ -366,9 +366,9 @@ async def update_fields(
         await _keep_assignees_in_sight(
             session, incident, lambda names: InvalidInput("tlp", _out_of_sight(names))
         )
-    await timeline.record(
+    await emit(
         session,
-        incident.id,
+        incident,
         Actor.of(principal),
         "incident.updated",
         {"before": before, "after": after},
@@ -453,10 +453,10 @@ async def transition(
         data["reopened"] = True
     await session.flush()
     actor = Actor.of(principal)
-    events = [NewEvent(incident.id, actor, "incident.status_changed", data, now)]
+    events = [Event(incident.id, actor, "incident.status_changed", data, now, incident.key)]
     if target in INCIDENT_LIFECYCLE.terminal:
         events += await _cancel_actions(session, incident, actor, data, now)
-    await timeline.record_many(session, events)
+    await emit_many(session, events)
     return await get_visible(session, user, incident.id)
 
 
@@ -466,7 +466,7 @@ async def _cancel_actions(
     actor: Actor,
     change: dict[str, Any],
     now: datetime,
-) -> list[NewEvent]:
+) -> list[Event]:
     """An ended incident's open actions are cancelled (nobody works on, or is reminded of,
     the actions of a rejected or closed incident), each change on the timeline."""
     from app.incidents.actions_hook import cancel_open_actions
@@ -476,12 +476,13 @@ async def _cancel_actions(
     )
     cancelled = await cancel_open_actions(session, incident.id, reason, now)
     return [
-        NewEvent(
+        Event(
             incident.id,
             actor,
             "action.status_changed",
             {"action_id": action_id, "from": source, "to": "cancelled", "note": reason},
             now,
+            incident.key,
         )
         for action_id, source in cancelled
     ]
@@ -560,9 +561,9 @@ async def assign_owner(
         await _keep_assignees_in_sight(
             session, incident, lambda names: Conflict(_out_of_sight(names))
         )
-    await timeline.record(
+    await emit(
         session,
-        incident.id,
+        incident,
         Actor.of(principal),
         "incident.owner_assigned",
         {"ministry": ministry, "before": previous, "after": owner.id},
@@ -590,9 +591,9 @@ async def add_participant(
     )
     _new_version(incident, now)  # who may see it changed
     await session.flush()
-    await timeline.record(
+    await emit(
         session,
-        incident.id,
+        incident,
         Actor.of(principal),
         "incident.participant_added",
         {"user_id": user.id},
@@ -618,9 +619,9 @@ async def remove_participant(
     _new_version(incident, clock.now())
     await session.flush()
     await _keep_assignees_in_sight(session, incident, lambda names: Conflict(_out_of_sight(names)))
-    await timeline.record(
+    await emit(
         session,
-        incident.id,
+        incident,
         Actor.of(principal),
         "incident.participant_removed",
         {"user_id": user_id},
@@ -631,9 +632,7 @@ async def add_comment(
     session: AsyncSession, principal: Principal, incident: Incident, body: str
 ) -> TimelineEvent:
     require(at_least(principal.user.role, "responder"), "Commenting needs the responder role")
-    return await timeline.record(
-        session, incident.id, Actor.of(principal), "comment.created", {"body": body}
-    )
+    return await emit(session, incident, Actor.of(principal), "comment.created", {"body": body})
 
 
 async def sign_off(
@@ -663,9 +662,9 @@ async def sign_off(
     )
     _new_version(incident, now)  # what closing needs changed
     await session.flush()
-    await timeline.record(
+    await emit(
         session,
-        incident.id,
+        incident,
         Actor.of(principal),
         "incident.signed_off",
         {"ministry": ministry, "resolution_round": incident.resolution_round, "note": note},
