@@ -20,6 +20,7 @@ from app.auth.service import Principal
 from app.errors import AppError, Conflict, Forbidden, InvalidInput, NotFound
 from app.events import Event, emit, emit_many
 from app.incidents import states
+from app.incidents.actions_hook import action_counts, assignees_out_of_sight, cancel_open_actions
 from app.incidents.models import (
     Counter,
     Incident,
@@ -380,8 +381,6 @@ async def facts(
     session: AsyncSession, user: User, incident: Incident, request: TransitionRequest | None
 ) -> IncidentFacts:
     """The snapshot the lifecycle guards read."""
-    from app.incidents.actions_hook import action_counts
-
     live, open_ = await action_counts(session, incident.id)
     duplicate_ok = True
     if request is not None and request.duplicate_of:
@@ -469,8 +468,6 @@ async def _cancel_actions(
 ) -> list[Event]:
     """An ended incident's open actions are cancelled (nobody works on, or is reminded of,
     the actions of a rejected or closed incident), each change on the timeline."""
-    from app.incidents.actions_hook import cancel_open_actions
-
     reason = f"The incident was {change['to']}" + (
         f": {change['reason']}" if change.get("reason") else ""
     )
@@ -500,8 +497,6 @@ async def _keep_assignees_in_sight(
 ) -> None:
     """Refuse a change (already flushed, so the whole request rolls back) that would leave
     an assignee of an open action unable to see the incident."""
-    from app.incidents.actions_hook import assignees_out_of_sight
-
     names = await assignees_out_of_sight(session, incident.id)
     if names:
         raise refusal(names)
