@@ -40,8 +40,6 @@ class Action(IdMixin, TimestampMixin, Base):
         CheckConstraint("escalation_level BETWEEN 0 AND 3", name="escalation_level"),
         Index("ix_actions_incident_id_status", "incident_id", "status"),
         Index("ix_actions_assignee_id_due_at", "assignee_id", "due_at"),
-        # Visibility: "assignee of one of the incident's actions" (an index-only lookup).
-        Index("ix_actions_assignee_id_incident_id", "assignee_id", "incident_id"),
         Index("ix_actions_queue", "due_at", "id"),
         # Open actions by due time: the overdue queue and the escalation sweep read only
         # these rows, so their cost grows with open work, not with history.

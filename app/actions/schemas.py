@@ -35,6 +35,10 @@ class ActionUpdate(InputModel):
 
 
 REQUIRED_FIELDS = frozenset({"title", "description", "kind", "owning_ministry", "priority"})
+# What an approval approves: changing any of these voids the approvals of a proposed action.
+MATERIAL_FIELDS = frozenset(
+    {"title", "description", "kind", "owning_ministry", "assignee_id", "due_at"}
+)
 
 
 class ActionTransitionRequest(InputModel):

@@ -14,21 +14,27 @@ from sqlalchemy.orm import joinedload, selectinload
 
 from app import clock
 from app.actions.models import Action, ActionApproval, is_open
-from app.actions.schemas import REQUIRED_FIELDS, ActionCreate, ActionTransitionRequest, ActionUpdate
+from app.actions.schemas import (
+    MATERIAL_FIELDS,
+    REQUIRED_FIELDS,
+    ActionCreate,
+    ActionTransitionRequest,
+    ActionUpdate,
+)
 from app.actions.states import ACTION_LIFECYCLE, APPROVALS, TERMINAL, ActionFacts
 from app.actions.vocabulary import ministries_of
 from app.auth.models import User
 from app.auth.roles import at_least
 from app.auth.service import Principal
 from app.errors import Conflict, Forbidden, InvalidInput, NotFound, TransitionRefused
+from app.events import Event, emit, emit_many
 from app.incidents.models import Incident
 from app.incidents.service import is_owner, require
-from app.incidents.states import INCIDENT_LIFECYCLE
-from app.incidents.visibility import visible_to
+from app.incidents.states import INCIDENT_LIFECYCLE, TAKES_ACTIONS
+from app.incidents.visibility import visible_pairs, visible_to
 from app.lifecycle import describe
 from app.models_base import apply_changes, check_version, requested_changes
 from app.schemas import decode_cursor, encode_cursor
-from app.timeline import service as timeline
 from app.timeline.service import Actor
 
 
@@ -73,7 +79,7 @@ async def get_visible(session: AsyncSession, user: User, action_id: uuid.UUID) -
 
 
 async def _check_assignee(
-    session: AsyncSession, assignee_id: uuid.UUID | None, owning_ministry: str
+    session: AsyncSession, assignee_id: uuid.UUID | None, owning_ministry: str, incident: Incident
 ) -> User | None:
     if assignee_id is None:
         return None
@@ -85,6 +91,12 @@ async def _check_assignee(
         raise InvalidInput("assignee_id", f"the assignee must belong to {' or '.join(allowed)}")
     if not at_least(user.role, "responder"):
         raise InvalidInput("assignee_id", "viewers cannot be assigned work; pick a responder")
+    # Assigning never widens who sees the incident (SPEC §3, §6).
+    if not await visible_pairs(session, [(user.id, incident.id)]):
+        raise InvalidInput(
+            "assignee_id",
+            "the assignee cannot see this incident; name them as a participant first",
+        )
     return user
 
 
@@ -96,13 +108,34 @@ def _require_workable_incident(incident: Incident) -> None:
         )
 
 
+def _require_accepting_actions(incident: Incident) -> None:
+    _require_workable_incident(incident)
+    if incident.status not in TAKES_ACTIONS:
+        raise TransitionRefused(
+            f"The incident is {incident.status}; actions are proposed while it is "
+            f"{', '.join(TAKES_ACTIONS)}",
+            [
+                {
+                    "code": "incident_not_taking_actions",
+                    "message": f"the incident is {incident.status}",
+                }
+            ],
+        )
+
+
+def _require_future(due_at: datetime | None) -> None:
+    if due_at is not None and due_at <= clock.now():
+        raise InvalidInput("due_at", "must be in the future")
+
+
 async def create(
     session: AsyncSession, principal: Principal, incident: Incident, data: ActionCreate
 ) -> Action:
     user = principal.user
     require(at_least(user.role, "responder"), "Proposing actions needs the responder role")
-    _require_workable_incident(incident)
-    await _check_assignee(session, data.assignee_id, data.owning_ministry)
+    _require_accepting_actions(incident)
+    _require_future(data.due_at)
+    await _check_assignee(session, data.assignee_id, data.owning_ministry, incident)
     now = clock.now()
     action = Action(
         incident_id=incident.id,
@@ -115,9 +148,9 @@ async def create(
     )
     session.add(action)
     await session.flush()
-    await timeline.record(
+    await emit(
         session,
-        incident.id,
+        incident,
         Actor.of(principal),
         "action.created",
         {"action_id": action.id, **data.model_dump(mode="json")},
@@ -150,18 +183,20 @@ async def update(
     if action.status in TERMINAL:
         raise Conflict(f"The action is {action.status}")
     changes = requested_changes(data, REQUIRED_FIELDS)
-    if "owning_ministry" in changes and action.status != "proposed":
-        raise InvalidInput("owning_ministry", "can only change while the action is proposed")
+    if action.status != "proposed":
+        if "owning_ministry" in changes:
+            raise InvalidInput("owning_ministry", "can only change while the action is proposed")
+        # What was approved keeps a due time and an assignee: changeable, not clearable.
+        for name in ("due_at", "assignee_id"):
+            if name in changes and changes[name] is None:
+                raise InvalidInput(name, "an approved action keeps it: change it, don't clear it")
     ministry = changes.get("owning_ministry", action.owning_ministry)
-    if ministry != action.owning_ministry and action.approvals:
-        # A JOINT action approved by one co-lead and made that ministry's alone would stay
-        # proposed with no approval left to give.
-        raise InvalidInput("owning_ministry", "cannot change once a ministry has approved")
     if "assignee_id" in changes or "owning_ministry" in changes:
-        await _check_assignee(session, changes.get("assignee_id", action.assignee_id), ministry)
-    new_due = changes.get("due_at")
-    if new_due is not None and action.status != "proposed" and new_due <= clock.now():
-        raise InvalidInput("due_at", "must be in the future")
+        await _check_assignee(
+            session, changes.get("assignee_id", action.assignee_id), ministry, action.incident
+        )
+    if changes.get("due_at") != action.due_at:
+        _require_future(changes.get("due_at"))
     before, after = apply_changes(action, changes)
     if not after:
         return action
@@ -170,14 +205,35 @@ async def update(
         action.escalation_level = 0
         action.ladder_round += 1
     action.updated_at = clock.now()
+    actor = Actor.of(principal)
+    events = [
+        Event(
+            action.incident_id,
+            actor,
+            "action.updated",
+            {"action_id": action.id, "before": before, "after": after},
+            incident_key=action.incident.key,
+        )
+    ]
+    material = sorted(MATERIAL_FIELDS & after.keys())
+    if action.status == "proposed" and action.approvals and material:
+        # An approval is of what was proposed: a material edit voids those already given.
+        events.append(
+            Event(
+                action.incident_id,
+                actor,
+                "action.approvals_voided",
+                {
+                    "action_id": action.id,
+                    "ministries": [a.ministry_code for a in action.approvals],
+                    "fields": material,
+                },
+                incident_key=action.incident.key,
+            )
+        )
+        action.approvals.clear()
     await session.flush()
-    await timeline.record(
-        session,
-        action.incident_id,
-        Actor.of(principal),
-        "action.updated",
-        {"action_id": action.id, "before": before, "after": after},
-    )
+    await emit_many(session, events)
     return await get_visible(session, user, action.id)
 
 
@@ -242,7 +298,7 @@ async def approve(
         ACTION_LIFECYCLE.check("proposed", "approved", facts(user, action))
         action.status, action.approved_at = "approved", now
     await session.flush()
-    await timeline.record(session, action.incident_id, Actor.of(principal), "action.approved", data)
+    await emit(session, action.incident, Actor.of(principal), "action.approved", data)
     if not missing:
         await _record_status(session, principal, action, "proposed", "approved", None)
     return await get_visible(session, user, action.id)
@@ -259,9 +315,7 @@ async def _record_status(
     data: dict[str, Any] = {"action_id": action.id, "from": source, "to": target}
     if note:
         data["note"] = note
-    await timeline.record(
-        session, action.incident_id, Actor.of(principal), "action.status_changed", data
-    )
+    await emit(session, action.incident, Actor.of(principal), "action.status_changed", data)
 
 
 async def transition(

@@ -33,13 +33,13 @@ from app.db import Database, table_of
 from app.escalation import policies as policy_store
 from app.escalation.models import Escalation
 from app.escalation.policies import FALLBACK_SEVERITY, Policy
+from app.events import Event, emit_many
 from app.incidents.models import Incident
 from app.incidents.visibility import visible_pairs
 from app.ministries.models import CO_LEAD_CODES, Ministry
 from app.notifications.models import Notification
-from app.outbox.service import NewOutboxEvent, emit_many
 from app.schemas import json_safe
-from app.timeline.service import SYSTEM, NewEvent, record_many
+from app.timeline.service import SYSTEM
 
 logger = logging.getLogger("rrg.escalation")
 
@@ -419,7 +419,7 @@ async def _write(
         return []
     visible, emails = await _visible_recipients(session, pending)
     records: list[EscalationRecord] = []
-    ledger, notifications, events, outbox = [], [], [], []
+    ledger, notifications, events = [], [], []
     for p in pending:
         recipients = list(
             dict.fromkeys(
@@ -439,7 +439,7 @@ async def _write(
             }
         )
         data = {**p.data, "recipients": recipients}
-        events.append(NewEvent(p.incident_id, SYSTEM, p.event_type, data, now))
+        events.append(Event(p.incident_id, SYSTEM, p.event_type, data, now, p.incident_key))
         title = _title(p)
         # The same for every recipient (built once); who else was told stays on the timeline.
         payload = json_safe(p.data | {"incident_key": p.incident_key, "item_type": p.item_type})
@@ -455,13 +455,6 @@ async def _write(
                     "created_at": now,
                 }
             )
-        outbox.append(
-            NewOutboxEvent(
-                p.event_type,
-                p.incident_id,
-                json_safe({"incident_id": p.incident_id, "incident_key": p.incident_key, **p.data}),
-            )
-        )
         records.append(
             EscalationRecord(
                 p.item_type,
@@ -474,10 +467,9 @@ async def _write(
             )
         )
     await session.execute(insert(table_of(Escalation)), ledger)
-    await record_many(session, events)
+    await emit_many(session, events)
     if notifications:
         await session.execute(insert(table_of(Notification)), notifications)
-    await emit_many(session, outbox, at=now)
     await BEFORE_COMMIT(session)
     return records
 

@@ -197,6 +197,17 @@ async def add_participant(
     return await _out(session, incident, response)
 
 
+@router.delete("/incidents/{id_or_key}/participants/{user_id}", status_code=204)
+async def remove_participant(
+    id_or_key: str, user_id: uuid.UUID, session: Session, principal: CurrentUser
+) -> Response:
+    """Take a participant off the incident; unless the marking or another role on the
+    incident lets them, they no longer see it."""
+    incident = await service.get_visible(session, principal.user, id_or_key)
+    await service.remove_participant(session, principal, incident, user_id)
+    return Response(status_code=204)
+
+
 @router.post("/incidents/{id_or_key}/signoffs", status_code=201)
 async def sign_off_incident(
     id_or_key: str,

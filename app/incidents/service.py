@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -11,13 +11,16 @@ from typing import Any, Literal
 from sqlalchemy import ColumnElement, Select, func, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.attributes import flag_modified
 
 from app import clock
 from app.auth.models import User
 from app.auth.roles import at_least
 from app.auth.service import Principal
-from app.errors import Conflict, Forbidden, InvalidInput, NotFound
+from app.errors import AppError, Conflict, Forbidden, InvalidInput, NotFound
+from app.events import Event, emit, emit_many
 from app.incidents import states
+from app.incidents.actions_hook import action_counts, assignees_out_of_sight, cancel_open_actions
 from app.incidents.models import (
     Counter,
     Incident,
@@ -39,7 +42,6 @@ from app.minerals.models import Mineral
 from app.ministries.models import CO_LEAD_CODES, Ministry
 from app.models_base import apply_changes, check_version, requested_changes
 from app.schemas import decode_cursor, encode_cursor
-from app.timeline import service as timeline
 from app.timeline.models import TimelineEvent
 from app.timeline.service import Actor
 
@@ -74,6 +76,14 @@ def may_triage(user: User, incident: Incident) -> bool:
 def may_edit(user: User, incident: Incident) -> bool:
     return may_triage(user, incident) or (
         user.id == incident.reporter_id and at_least(user.role, "responder")
+    )
+
+
+def may_name_participants(user: User, incident: Incident) -> bool:
+    """The owners, leads (who got here, so may see it) and the reporter: on a RED
+    incident nobody else may see it, so the source decides who shares its report."""
+    return (
+        is_owner(user, incident) or at_least(user.role, "lead") or user.id == incident.reporter_id
     )
 
 
@@ -311,9 +321,9 @@ async def create(session: AsyncSession, principal: Principal, data: IncidentCrea
     )
     session.add(incident)
     await session.flush()
-    await timeline.record(
+    await emit(
         session,
-        incident.id,
+        incident,
         Actor.of(principal),
         "incident.created",
         {"key": incident.key, "status": incident.status, **data.model_dump(mode="json")},
@@ -353,9 +363,13 @@ async def update_fields(
         return incident  # nothing changed: no new version, no event
     incident.updated_at = clock.now()
     await session.flush()  # conditional on the version: a concurrent change makes this 412
-    await timeline.record(
+    if "tlp" in after:
+        await _keep_assignees_in_sight(
+            session, incident, lambda names: InvalidInput("tlp", _out_of_sight(names))
+        )
+    await emit(
         session,
-        incident.id,
+        incident,
         Actor.of(principal),
         "incident.updated",
         {"before": before, "after": after},
@@ -367,8 +381,6 @@ async def facts(
     session: AsyncSession, user: User, incident: Incident, request: TransitionRequest | None
 ) -> IncidentFacts:
     """The snapshot the lifecycle guards read."""
-    from app.incidents.actions_hook import action_counts
-
     live, open_ = await action_counts(session, incident.id)
     duplicate_ok = True
     if request is not None and request.duplicate_of:
@@ -439,10 +451,55 @@ async def transition(
         incident.resolution_round += 1
         data["reopened"] = True
     await session.flush()
-    await timeline.record(
-        session, incident.id, Actor.of(principal), "incident.status_changed", data
-    )
+    actor = Actor.of(principal)
+    events = [Event(incident.id, actor, "incident.status_changed", data, now, incident.key)]
+    if target in INCIDENT_LIFECYCLE.terminal:
+        events += await _cancel_actions(session, incident, actor, data, now)
+    await emit_many(session, events)
     return await get_visible(session, user, incident.id)
+
+
+async def _cancel_actions(
+    session: AsyncSession,
+    incident: Incident,
+    actor: Actor,
+    change: dict[str, Any],
+    now: datetime,
+) -> list[Event]:
+    """An ended incident's open actions are cancelled (nobody works on, or is reminded of,
+    the actions of a rejected or closed incident), each change on the timeline."""
+    reason = f"The incident was {change['to']}" + (
+        f": {change['reason']}" if change.get("reason") else ""
+    )
+    cancelled = await cancel_open_actions(session, incident.id, reason, now)
+    return [
+        Event(
+            incident.id,
+            actor,
+            "action.status_changed",
+            {"action_id": action_id, "from": source, "to": "cancelled", "note": reason},
+            now,
+            incident.key,
+        )
+        for action_id, source in cancelled
+    ]
+
+
+def _out_of_sight(names: Sequence[str]) -> str:
+    return (
+        f"{', '.join(names)} would no longer see the incident but are assigned open actions "
+        "on it: name them as participants or reassign those actions first"
+    )
+
+
+async def _keep_assignees_in_sight(
+    session: AsyncSession, incident: Incident, refusal: Callable[[list[str]], AppError]
+) -> None:
+    """Refuse a change (already flushed, so the whole request rolls back) that would leave
+    an assignee of an open action unable to see the incident."""
+    names = await assignees_out_of_sight(session, incident.id)
+    if names:
+        raise refusal(names)
 
 
 async def _active_user(session: AsyncSession, user_id: uuid.UUID, field: str) -> User:
@@ -450,6 +507,13 @@ async def _active_user(session: AsyncSession, user_id: uuid.UUID, field: str) ->
     if user is None or not user.active:
         raise InvalidInput(field, "no such active user")
     return user
+
+
+def _new_version(incident: Incident, now: datetime) -> None:
+    """A change held in another table (participants, sign-offs) still changes the incident:
+    its row is updated even if ``updated_at`` is unchanged, so its version (ETag) moves."""
+    incident.updated_at = now
+    flag_modified(incident, "updated_at")
 
 
 def require_open(incident: Incident) -> None:
@@ -479,6 +543,8 @@ async def assign_owner(
     owner = await _active_user(session, user_id, "user_id")
     if owner.ministry.code != ministry:
         raise InvalidInput("user_id", f"the {ministry} owner must be a user of {ministry}")
+    if not at_least(owner.role, "responder"):
+        raise InvalidInput("user_id", "an owner must be a responder or above; viewers cannot own")
     column = OWNER_COLUMNS[ministry]
     previous = getattr(incident, column)
     if previous == owner.id:
@@ -486,9 +552,13 @@ async def assign_owner(
     setattr(incident, column, owner.id)
     incident.updated_at = clock.now()
     await session.flush()
-    await timeline.record(
+    if previous is not None:
+        await _keep_assignees_in_sight(
+            session, incident, lambda names: Conflict(_out_of_sight(names))
+        )
+    await emit(
         session,
-        incident.id,
+        incident,
         Actor.of(principal),
         "incident.owner_assigned",
         {"ministry": ministry, "before": previous, "after": owner.id},
@@ -500,25 +570,25 @@ async def add_participant(
     session: AsyncSession, principal: Principal, incident: Incident, user_id: uuid.UUID
 ) -> Incident:
     actor = principal.user
-    # The reporter may bring people in too: on a RED incident nobody else may see it, so
-    # without this nobody could ever triage a RED report from a responder.
     require(
-        may_triage(actor, incident) or actor.id == incident.reporter_id,
-        "Only leads, admins, the incident's owners and its reporter may add participants",
+        may_name_participants(actor, incident),
+        "Only the incident's owners, leads and its reporter may add participants",
     )
     require_open(incident)
     user = await _active_user(session, user_id, "user_id")
     if any(link.user_id == user.id for link in incident.participant_links):
         return incident
-    session.add(
+    now = clock.now()
+    incident.participant_links.append(
         IncidentParticipant(
-            incident_id=incident.id, user_id=user.id, added_at=clock.now(), added_by_id=actor.id
+            incident_id=incident.id, user_id=user.id, added_at=now, added_by_id=actor.id
         )
     )
+    _new_version(incident, now)  # who may see it changed
     await session.flush()
-    await timeline.record(
+    await emit(
         session,
-        incident.id,
+        incident,
         Actor.of(principal),
         "incident.participant_added",
         {"user_id": user.id},
@@ -526,13 +596,38 @@ async def add_participant(
     return await get_visible(session, actor, incident.id)
 
 
+async def remove_participant(
+    session: AsyncSession, principal: Principal, incident: Incident, user_id: uuid.UUID
+) -> None:
+    """Take someone off the incident: unless named otherwise (reporter, owner) or allowed by
+    the marking, they no longer see it. Allowed on ended incidents too: narrowing who sees
+    an incident is always safe."""
+    actor = principal.user
+    require(
+        may_name_participants(actor, incident),
+        "Only the incident's owners, leads and its reporter may remove participants",
+    )
+    link = next((p for p in incident.participant_links if p.user_id == user_id), None)
+    if link is None:
+        raise NotFound("That user is not a participant of this incident")
+    incident.participant_links.remove(link)
+    _new_version(incident, clock.now())
+    await session.flush()
+    await _keep_assignees_in_sight(session, incident, lambda names: Conflict(_out_of_sight(names)))
+    await emit(
+        session,
+        incident,
+        Actor.of(principal),
+        "incident.participant_removed",
+        {"user_id": user_id},
+    )
+
+
 async def add_comment(
     session: AsyncSession, principal: Principal, incident: Incident, body: str
 ) -> TimelineEvent:
     require(at_least(principal.user.role, "responder"), "Commenting needs the responder role")
-    return await timeline.record(
-        session, incident.id, Actor.of(principal), "comment.created", {"body": body}
-    )
+    return await emit(session, incident, Actor.of(principal), "comment.created", {"body": body})
 
 
 async def sign_off(
@@ -549,20 +644,22 @@ async def sign_off(
     signed = await current_signoffs(session, [incident])
     if any(s.ministry_code == ministry for s in signed[incident.id]):
         raise Conflict(f"{ministry} has already signed off this resolution")
+    now = clock.now()
     session.add(
         IncidentSignoff(
             incident_id=incident.id,
             resolution_round=incident.resolution_round,
             ministry_code=ministry,
             user_id=user.id,
-            at=clock.now(),
+            at=now,
             note=note,
         )
     )
+    _new_version(incident, now)  # what closing needs changed
     await session.flush()
-    await timeline.record(
+    await emit(
         session,
-        incident.id,
+        incident,
         Actor.of(principal),
         "incident.signed_off",
         {"ministry": ministry, "resolution_round": incident.resolution_round, "note": note},

@@ -8,6 +8,8 @@ from app.incidents.vocabulary import STATUSES
 from app.lifecycle import Edge, Guard, Lifecycle, edges
 
 OPEN_STATUSES = ("watch", "reported", "triaged", "responding", "monitoring", "resolved")
+# Where response actions are proposed (SPEC §3): not while watched, nor once resolved.
+TAKES_ACTIONS = ("reported", "triaged", "responding", "monitoring")
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,6 @@ INCIDENT_LIFECYCLE = Lifecycle[IncidentFacts](
         Edge("monitoring", "responding", (REASON,)),
         *edges(("responding", "monitoring"), "resolved", RESOLUTION, NO_OPEN_ACTIONS),
         Edge("resolved", "responding", (REASON,)),
-        Edge("resolved", "closed", (DOE_SIGNOFF, METI_SIGNOFF)),
+        Edge("resolved", "closed", (DOE_SIGNOFF, METI_SIGNOFF, NO_OPEN_ACTIONS)),
     ],
 )

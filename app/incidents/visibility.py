@@ -37,19 +37,17 @@ from app.ministries.models import Ministry
 
 
 def _named(user_id: Any) -> ColumnElement[bool]:
-    """The user is one of the incident's named people: reporter, owner, participant, or
-    assignee of one of its actions."""
-    from app.actions.models import Action
-
-    # Aliases, so the subqueries correlate only to the incident even inside queries that
-    # already select from actions or participants.
-    assigned, participant = aliased(Action), aliased(IncidentParticipant)
+    """The user is one of the incident's named people: its reporter, an owner or a
+    participant. Assigning an action names nobody: visibility is widened only by naming
+    someone on the incident itself, where it is visible and recorded."""
+    # An alias, so the subquery correlates only to the incident even inside queries that
+    # already select from participants.
+    participant = aliased(IncidentParticipant)
     return or_(
         Incident.reporter_id == user_id,
         Incident.doe_owner_id == user_id,
         Incident.meti_owner_id == user_id,
         exists().where(participant.incident_id == Incident.id, participant.user_id == user_id),
-        exists().where(assigned.incident_id == Incident.id, assigned.assignee_id == user_id),
     )
 
 

@@ -100,21 +100,9 @@ class NewEvent:
     at: datetime | None = None
 
 
-async def record(
-    session: AsyncSession,
-    incident_id: uuid.UUID,
-    actor: Actor,
-    type_: str,
-    data: dict[str, Any],
-    *,
-    at: datetime | None = None,
-) -> TimelineEvent:
-    """Append one event to the incident's chain (in the caller's transaction)."""
-    return (await record_many(session, [NewEvent(incident_id, actor, type_, data, at)]))[0]
-
-
 async def record_many(session: AsyncSession, new_events: Sequence[NewEvent]) -> list[TimelineEvent]:
-    """Append events (in order) to their incidents' chains, in the caller's transaction.
+    """Append events (in order) to their incidents' chains, in the caller's transaction
+    (write paths call ``app.events.emit``, which calls this).
 
     The chain heads are locked first, in id order, so concurrent appends to one incident
     are serialised and appends to many never deadlock. The lock is FOR NO KEY UPDATE (on

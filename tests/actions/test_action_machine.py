@@ -40,6 +40,10 @@ PEOPLE = tuple(
 TEXTS = (None, "", "  ", "Customs clearance pending")
 STATUSES = ("proposed", "approved", "in_progress", "blocked", "completed", "rejected", "cancelled")
 TERMINAL = {"completed", "rejected", "cancelled"}
+# Who may own an incident for a ministry: its responders and above.
+OWNABLE = {
+    m: [p for p in PEOPLE if ministry_of(p) == m and role_of(p) != "viewer"] for m in MINISTRIES
+}
 
 # SPEC §3, written out independently of the app's table (and checked against it below):
 # (from, to) -> (who may, guards other than approvals).
@@ -230,8 +234,8 @@ class ActionMachine(DrivenMachine):
     # --- setup: two GREEN incidents, with owners drawn at random ---------------------------
 
     @initialize(
-        doe_owner=st.sampled_from([None, *[p for p in PEOPLE if p.startswith("DOE")]]),
-        meti_owner=st.sampled_from([None, *[p for p in PEOPLE if p.startswith("METI")]]),
+        doe_owner=st.sampled_from([None, *OWNABLE["DOE"]]),
+        meti_owner=st.sampled_from([None, *OWNABLE["METI"]]),
         who=st.sampled_from([p for p in PEOPLE if role_of(p) != "viewer"]),
         owning=st.sampled_from(["DOE", "METI", "JOINT"]),
         k=st.integers(0, 99),
@@ -277,7 +281,7 @@ class ActionMachine(DrivenMachine):
         m = self.pick(n, self.incidents)
         if m.status == "rejected":
             return
-        self.set_owner(m, ministry, self.pick(k, [p for p in PEOPLE if p.startswith(ministry)]))
+        self.set_owner(m, ministry, self.pick(k, OWNABLE[ministry]))
 
     @precondition(lambda self: self.incidents[1].status != "rejected")
     @rule()
@@ -297,7 +301,16 @@ class ActionMachine(DrivenMachine):
         )
         self.expect(response, 200)
         m.status = "rejected"
-        assert [e["type"] for e in self.events_since(m)] == ["incident.status_changed"]
+        # Its open actions are cancelled, each on the timeline after the move.
+        ended = [a for a in self.actions if a.incident == 1 and a.status not in TERMINAL]
+        events = self.events_since(m)
+        assert [e["type"] for e in events] == ["incident.status_changed"] + [
+            "action.status_changed"
+        ] * len(ended)
+        assert {e["data"]["action_id"] for e in events[1:]} == {a.id for a in ended}
+        for a in ended:
+            a.status = "cancelled"
+            assert self.verify(a)["closing_reason"] == "The incident was rejected: Not a shortage"
 
     # --- propose ------------------------------------------------------------------------------
 
@@ -338,6 +351,8 @@ class ActionMachine(DrivenMachine):
             self.expect(response, 403)
         elif m.status == "rejected":
             assert [u["code"] for u in self.expect(response, 409)["unmet"]] == ["incident_closed"]
+        elif due == "past":  # new actions cannot be due in the past
+            assert self.expect(response, 422)["errors"][0]["field"] == "due_at"
         elif not self.assignee_ok(chosen, owning):
             assert self.expect(response, 422)["errors"][0]["field"] == "assignee_id"
         else:
@@ -540,11 +555,14 @@ class ActionMachine(DrivenMachine):
             headers=self.etag_header(a, "current"),
         )
         self.expect(response, 200)
+        voided = ["action.approvals_voided"] if a.approvals else []  # a material edit
         a.due = "future"
         a.assignee = a.assignee or f"{required(a.owning)[0]}:responder:1"
+        a.approvals = set()
         self.verify(a)
         assert [e["type"] for e in self.events_since(self.incidents[a.incident])] == [
-            "action.updated"
+            "action.updated",
+            *voided,
         ]
 
     # --- patch ----------------------------------------------------------------------------------
@@ -581,7 +599,8 @@ class ActionMachine(DrivenMachine):
         k=st.integers(0, 99),
     )
     def rehome_after_one_approval(self, n: int, who: str, owning: str, k: int) -> None:
-        """Change the owning ministry of a JOINT action one co-lead has approved."""
+        """Change the owning ministry of a JOINT action one co-lead has approved (a material
+        edit: the approval given is void)."""
         self.do_patch(n, who, f"owning_{owning}", k, editor=True)
 
     def do_patch(self, n: int, who: str, change: str, k: int, editor: bool) -> None:
@@ -626,15 +645,15 @@ class ActionMachine(DrivenMachine):
             assert [u["code"] for u in self.expect(response, 409)["unmet"]] == ["incident_closed"]
         elif a.status in TERMINAL:
             self.expect(response, 409)
-        elif kind == "owning" and (
-            a.status != "proposed" or (new_owning != a.owning and a.approvals)
-        ):
-            # Once a co-lead has approved, the owning ministry is fixed (else a JOINT action
-            # approved by DOE and made DOE's could never be approved).
+        elif kind == "owning" and a.status != "proposed":
             assert self.expect(response, 422)["errors"][0]["field"] == "owning_ministry"
+        elif kind in ("due", "assignee") and value == "none" and a.status != "proposed":
+            # What was approved keeps a due date and an assignee: changeable, not clearable.
+            field = "due_at" if kind == "due" else "assignee_id"
+            assert self.expect(response, 422)["errors"][0]["field"] == field
         elif kind in ("owning", "assignee") and not self.assignee_ok(new_assignee, new_owning):
             assert self.expect(response, 422)["errors"][0]["field"] == "assignee_id"
-        elif kind == "due" and new_due == "past" and a.status != "proposed":
+        elif kind == "due" and new_due == "past":  # a due date set is in the future
             assert self.expect(response, 422)["errors"][0]["field"] == "due_at"
         else:
             patched = self.expect(response, 200)
@@ -644,12 +663,18 @@ class ActionMachine(DrivenMachine):
                 "owning": new_owning != a.owning,
                 "title": body.get("title") != a.last["title"],
             }[kind]
+            # Every field here is material: a change voids a proposed action's approvals.
+            voids = changed and a.status == "proposed" and bool(a.approvals)
             version = a.last["version"]
             a.owning, a.assignee, a.due = new_owning, new_assignee, new_due
+            if voids:
+                a.approvals = set()
             assert patched == self.verify(a)
             assert patched["version"] == version + changed
             types = [e["type"] for e in self.events_since(m)]
-            assert types == (["action.updated"] if changed else [])
+            assert types == (["action.updated"] if changed else []) + (
+                ["action.approvals_voided"] if voids else []
+            )
             return
         self.unchanged(a, response)
 

@@ -3,11 +3,15 @@ the incident guards that depend on actions, refusals (which change nothing) and 
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
+from typing import Any
 
 import httpx
 
 from app import clock
+from app.actions.models import Action
+from app.db import Database
 from tests.actions.helpers import (
     Json,
     act,
@@ -24,7 +28,7 @@ from tests.actions.helpers import (
     triaged_room,
 )
 from tests.conftest import MakeActor, assert_problem
-from tests.incidents.helpers import create, move
+from tests.incidents.helpers import assign, create, move
 
 
 def codes(problem: Json) -> list[str]:
@@ -455,7 +459,29 @@ async def test_visibility_of_actions_follows_the_incident(
     await hidden_from(helper.headers)
     assert await state(client, reporter, red) == before
 
-    # Assigning the helper an action of the RED incident names them on it.
+    # Assigning the helper an action of the RED incident does not name them on it: refused.
+    refused = await client.post(
+        f"/api/v1/incidents/{red['id']}/actions",
+        json=proposal(
+            owning_ministry="JOINT",
+            kind="information_sharing",
+            assignee_id=str(helper.id),
+            due_at=in_days(1),
+        ),
+        headers=reporter.headers,
+    )
+    assert fields(assert_problem(refused, 422)) == ["assignee_id"]
+    assert_problem(await patch(client, reporter, action, {"assignee_id": str(helper.id)}), 422)
+    await hidden_from(helper.headers)
+    assert await state(client, reporter, red) == before
+
+    # Named by the reporter, the helper sees the incident and may then be assigned work.
+    named = await client.post(
+        f"/api/v1/incidents/{red['id']}/participants",
+        json={"user_id": str(helper.id)},
+        headers=reporter.headers,
+    )
+    assert named.status_code == 200, named.text
     joint = await propose(
         client,
         reporter,
@@ -465,8 +491,6 @@ async def test_visibility_of_actions_follows_the_incident(
         assignee_id=str(helper.id),
         due_at=in_days(1),
     )
-    seen = await client.get(f"/api/v1/incidents/{red['id']}", headers=helper.headers)
-    assert seen.status_code == 200 and seen.json()["title"] == red["title"]
     assert (await current(client, helper, joint))["assignee"]["id"] == str(helper.id)
     assert (await fetch(client, helper, action)).status_code == 200
     mine = await client.get("/api/v1/actions", params={"assignee": "me"}, headers=helper.headers)
@@ -487,3 +511,270 @@ async def test_viewers_cannot_be_assigned_work(client: httpx.AsyncClient, make_a
     assert fields(refused) == ["assignee_id"]
     assert "viewer" in refused["detail"]
     assert await state(client, room.doe_lead, room.incident) == before
+
+
+# --- approvals mean what they approved -------------------------------------------------------
+
+
+async def test_a_material_edit_voids_the_approvals_of_a_proposed_joint_action(
+    client: httpx.AsyncClient, make_actor: MakeActor
+):
+    room = await triaged_room(client, make_actor)
+    other_meti = await make_actor("responder", "METI")
+    action = await propose(
+        client,
+        room.doe_lead,
+        room.incident,
+        owning_ministry="JOINT",
+        kind="joint_procurement",
+        assignee_id=str(room.meti_responder.id),
+        due_at=in_days(5),
+    )
+    edits: list[Json] = [
+        {"title": "Joint purchase of gallium"},
+        {"description": "Split 60/40 between the two stockpiles."},
+        {"kind": "financing"},
+        {"assignee_id": str(other_meti.id)},
+        {"due_at": in_days(6)},
+        {"owning_ministry": "DOE", "assignee_id": str(room.doe_responder.id)},
+    ]
+    for n, edit in enumerate(edits):
+        half = await approve(client, room.doe_lead, action)
+        assert half.status_code == 201, half.text
+        assert [a["ministry"] for a in half.json()["approvals"]] == ["DOE"]
+        # Priority is not what was approved: the approval stands.
+        kept = await patch(client, room.doe_lead, action, {"priority": ["low", "high"][n % 2]})
+        assert kept.status_code == 200 and len(kept.json()["approvals"]) == 1, kept.text
+        voided = await patch(client, room.doe_lead, action, edit)
+        assert voided.status_code == 200, voided.text
+        assert voided.json()["approvals"] == [] and voided.json()["status"] == "proposed"
+        last = (await events(client, room.doe_lead, room.incident))[-2:]
+        assert [e["type"] for e in last] == ["action.updated", "action.approvals_voided"]
+        assert last[1]["data"]["ministries"] == ["DOE"]
+        assert last[1]["data"]["fields"] == sorted(edit)
+        assert last[1]["data"]["action_id"] == action["id"]
+    # Re-homed to DOE by the last edit, it needs (and gets) DOE's approval afresh.
+    approved = await approve(client, room.doe_lead, action)
+    assert approved.status_code == 201 and approved.json()["status"] == "approved"
+    assert approved.json()["title"] == "Joint purchase of gallium"
+
+
+async def test_an_approved_action_keeps_a_due_date_and_an_assignee(
+    client: httpx.AsyncClient, make_actor: MakeActor
+):
+    room = await triaged_room(client, make_actor)
+    worker, lead = room.doe_responder, room.doe_lead
+    colleague = await make_actor("responder", "DOE")
+    action = await propose(
+        client, worker, room.incident, assignee_id=str(worker.id), due_at=in_days(3)
+    )
+    # While proposed, either may be cleared.
+    for cleared in ({"due_at": None}, {"assignee_id": None}):
+        response = await patch(client, lead, action, cleared)
+        assert response.status_code == 200, response.text
+    restored = await patch(
+        client, lead, action, {"due_at": in_days(3), "assignee_id": str(worker.id)}
+    )
+    assert restored.status_code == 200, restored.text
+    for to in ("approved", "in_progress", "blocked"):
+        if to == "approved":
+            await drive(client, room, action, to)
+        else:
+            extra = {"reason": "Customs"} if to == "blocked" else {}
+            moved = await act(client, lead, action, to, **extra)
+            assert moved.status_code == 200, moved.text
+        before = await state(client, lead, room.incident)
+        for name in ("due_at", "assignee_id"):
+            refused = assert_problem(await patch(client, lead, action, {name: None}), 422)
+            assert fields(refused) == [name]
+        assert await state(client, lead, room.incident) == before
+    # Changing them is fine (the assignee must still be of the owning ministry and see it).
+    changed = await patch(
+        client, lead, action, {"due_at": in_days(9), "assignee_id": str(colleague.id)}
+    )
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["assignee"]["id"] == str(colleague.id)
+
+
+async def test_due_dates_set_must_be_in_the_future(
+    client: httpx.AsyncClient, make_actor: MakeActor
+):
+    room = await triaged_room(client, make_actor)
+    now = clock.now()
+    clock.set_source(lambda: now)
+    url = f"/api/v1/incidents/{room.incident['id']}/actions"
+    before = await state(client, room.doe_lead, room.incident)
+    for due in (now - timedelta(days=1), now - timedelta(seconds=1), now):
+        body = proposal(due_at=due.isoformat())
+        refused = await client.post(url, json=body, headers=room.doe_lead.headers)
+        assert fields(assert_problem(refused, 422)) == ["due_at"]
+    assert await state(client, room.doe_lead, room.incident) == before
+    action = await propose(client, room.doe_lead, room.incident, due_at=in_days(1))
+    assert action["due_at"]
+    refused = assert_problem(
+        await patch(
+            client, room.doe_lead, action, {"due_at": (now - timedelta(hours=1)).isoformat()}
+        ),
+        422,
+    )
+    assert fields(refused) == ["due_at"]
+    # Once the clock passes it, an unchanged due date may be sent back as it is.
+    later = now + timedelta(days=2)
+    clock.set_source(lambda: later)
+    resent = await patch(
+        client, room.doe_lead, action, {"due_at": action["due_at"], "priority": "low"}
+    )
+    assert resent.status_code == 200, resent.text
+    assert resent.json()["overdue"] is True
+
+
+# --- incidents and their actions ---------------------------------------------------------------
+
+
+async def test_rejecting_an_incident_cancels_its_open_actions(
+    client: httpx.AsyncClient, make_actor: MakeActor
+):
+    room = await triaged_room(client, make_actor, status="reported")
+    lead, worker = room.doe_lead, room.doe_responder
+    for ministry, owner in (("DOE", lead), ("METI", room.meti_lead)):
+        assert (await assign(client, lead, room.incident, ministry, owner)).status_code == 200
+
+    async def dated(title: str) -> Json:
+        return await propose(
+            client, lead, room.incident, title=title, assignee_id=str(worker.id), due_at=in_days(2)
+        )
+
+    proposed = await propose(client, worker, room.incident, title="Proposed")
+    approved = await dated("Approved")
+    await drive(client, room, approved, "approved")
+    working = await dated("Working")
+    await drive(client, room, working, "in_progress")
+    blocked = await dated("Blocked")
+    await drive(client, room, blocked, "blocked")
+    done = await dated("Done")
+    await drive(client, room, done, "completed")
+    turned_down = await propose(client, worker, room.incident, title="Turned down")
+    assert (await act(client, lead, turned_down, "rejected", reason="No")).status_code == 200
+    open_ = [proposed, approved, working, blocked]
+    versions = {a["id"]: (await current(client, lead, a))["version"] for a in open_}
+
+    rejected = await move(client, lead, room.incident, "rejected", reason="A false alarm")
+    assert rejected.status_code == 200, rejected.text
+    for a in open_:
+        body = await current(client, lead, a)
+        assert body["status"] == "cancelled", body
+        assert body["closing_reason"] == "The incident was rejected: A false alarm"
+        assert body["version"] == versions[a["id"]] + 1
+    assert (await current(client, lead, done))["status"] == "completed"
+    assert (await current(client, lead, turned_down))["status"] == "rejected"
+    timeline = await events(client, lead, room.incident, prefix="")
+    tail = timeline[-5:]
+    assert tail[0]["type"] == "incident.status_changed" and tail[0]["data"]["to"] == "rejected"
+    assert [
+        (e["type"], e["data"]["action_id"], e["data"]["from"], e["data"]["to"]) for e in tail[1:]
+    ] == [
+        ("action.status_changed", proposed["id"], "proposed", "cancelled"),
+        ("action.status_changed", approved["id"], "approved", "cancelled"),
+        ("action.status_changed", working["id"], "in_progress", "cancelled"),
+        ("action.status_changed", blocked["id"], "blocked", "cancelled"),
+    ]
+    assert {e["actor"]["user"]["id"] for e in tail} == {str(lead.id)}
+    # Nothing is overdue or open in anyone's queue any more.
+    queue = await client.get("/api/v1/actions", params={"overdue": "true"}, headers=worker.headers)
+    assert queue.json()["items"] == []
+
+
+async def test_closing_needs_every_action_terminal(
+    client: httpx.AsyncClient, make_actor: MakeActor, db: Database
+):
+    room = await triaged_room(client, make_actor)
+    lead = room.doe_lead
+    action = await propose(client, lead, room.incident, assignee_id=str(lead.id), due_at=in_days(1))
+    assert (await move(client, lead, room.incident, "responding")).status_code == 200
+    await drive(client, room, action, "completed")
+    resolved = await move(
+        client, lead, room.incident, "resolved", resolution_summary="Supply restored"
+    )
+    assert resolved.status_code == 200, resolved.text
+    # An open action of a resolved incident cannot be made through the API (none may be
+    # proposed once resolved); one written straight to the database stands in for it.
+    async with db.unit_of_work() as session:
+        session.add(
+            Action(
+                incident_id=uuid.UUID(room.incident["id"]),
+                title="Left open",
+                kind="other",
+                owning_ministry="DOE",
+                status="approved",
+                created_by_id=lead.id,
+            )
+        )
+    refused = assert_problem(await move(client, lead, room.incident, "closed"), 409)
+    assert sorted(codes(refused)) == [
+        "doe_signoff_required",
+        "meti_signoff_required",
+        "open_actions",
+    ]
+    for signer in (room.doe_lead, room.meti_lead):
+        signed = await client.post(
+            f"/api/v1/incidents/{room.incident['id']}/signoffs", json={}, headers=signer.headers
+        )
+        assert signed.status_code == 201, signed.text
+    refused = assert_problem(await move(client, lead, room.incident, "closed"), 409)
+    assert codes(refused) == ["open_actions"]
+
+
+async def test_actions_are_proposed_only_while_reported_to_monitoring(
+    client: httpx.AsyncClient, make_actor: MakeActor
+):
+    room = await triaged_room(client, make_actor, status="reported")
+    lead, incident = room.doe_lead, room.incident
+    url = f"/api/v1/incidents/{incident['id']}/actions"
+
+    async def try_propose(expected: str | None) -> None:
+        before = await state(client, lead, incident)
+        response = await client.post(url, json=proposal(), headers=lead.headers)
+        if expected is None:
+            assert response.status_code == 201, response.text
+            return
+        assert codes(assert_problem(response, 409)) == [expected]
+        assert await state(client, lead, incident) == before
+
+    watched = await create(client, room.reporter, status="watch", title="Watch only")
+    watched_url = f"/api/v1/incidents/{watched['id']}/actions"
+    refused = await client.post(watched_url, json=proposal(), headers=lead.headers)
+    assert codes(assert_problem(refused, 409)) == ["incident_not_taking_actions"]
+
+    await try_propose(None)  # reported
+    for ministry, owner in (("DOE", lead), ("METI", room.meti_lead)):
+        assert (await assign(client, lead, incident, ministry, owner)).status_code == 200
+    patched = await client.patch(
+        f"/api/v1/incidents/{incident['id']}",
+        json={"severity": "SEV3"},
+        headers={**lead.headers, "If-Match": await _etag(client, lead, incident)},
+    )
+    assert patched.status_code == 200, patched.text
+    assert (await move(client, lead, incident, "triaged")).status_code == 200
+    await try_propose(None)
+    assert (await move(client, lead, incident, "responding")).status_code == 200
+    await try_propose(None)
+    assert (await move(client, lead, incident, "monitoring")).status_code == 200
+    await try_propose(None)
+    listed = await client.get(url, headers=lead.headers)
+    for a in listed.json()["items"]:
+        assert (await act(client, lead, a, "cancelled", reason="Not needed")).status_code == 200
+    resolve = {"resolution_summary": "Market recovered"}
+    assert (await move(client, lead, incident, "resolved", **resolve)).status_code == 200
+    await try_propose("incident_not_taking_actions")
+    for signer in (room.doe_lead, room.meti_lead):
+        signed = await client.post(
+            f"/api/v1/incidents/{incident['id']}/signoffs", json={}, headers=signer.headers
+        )
+        assert signed.status_code == 201, signed.text
+    assert (await move(client, lead, incident, "closed")).status_code == 200
+    await try_propose("incident_closed")
+
+
+async def _etag(client: httpx.AsyncClient, actor: Any, incident: Json) -> str:
+    response = await client.get(f"/api/v1/incidents/{incident['id']}", headers=actor.headers)
+    return response.headers["etag"]

@@ -57,14 +57,14 @@ def queue_order(row: Row) -> tuple[bool, datetime, uuid.UUID]:
 
 @dataclass
 class World:
-    me: Actor  # a DOE responder: sees GREEN, AMBER and the RED incident they work on
+    me: Actor  # a DOE responder: sees GREEN, AMBER and the RED incident they are on
     meti_viewer: Actor  # sees GREEN and AMBER only
     incidents: dict[str, Json]
     rows: list[Row]
 
     def visible(self, actor: Actor) -> list[Row]:
-        named_red = {r.incident for r in self.rows if r.assignee == actor.id}
-        allowed = {"green", "amber"} | ({"red_mine"} & named_red)
+        # Being assigned an action names nobody: ``me`` sees red_mine as a participant.
+        allowed = {"green", "amber"} | ({"red_mine"} if actor.id == self.me.id else set())
         return [r for r in self.rows if r.incident in allowed]
 
 
@@ -84,6 +84,12 @@ async def build_world(
         "red_hidden": await create(client, stranger, title="Queue red hidden", tlp="RED"),
         "red_mine": await create(client, stranger, title="Queue red mine", tlp="RED"),
     }
+    named = await client.post(
+        f"/api/v1/incidents/{incidents['red_mine']['id']}/participants",
+        json={"user_id": str(me.id)},
+        headers=stranger.headers,
+    )
+    assert named.status_code == 200, named.text
     pools = {
         "DOE": [me.id, doe_other.id],
         "METI": [meti_a.id, meti_b.id],
@@ -100,7 +106,7 @@ async def build_world(
         assignee = rng.choice([None, *pools[ministry]])
         if name == "red_hidden" and assignee == me.id:
             assignee = None
-        if n == 0:  # makes red_mine visible to me
+        if n == 0:  # an action of red_mine assigned to me
             name, ministry, assignee = "red_mine", "DOE", me.id
         due = None if rng.random() < 0.15 else NOW + rng.choice(offsets)
         status = rng.choice(STATUSES)

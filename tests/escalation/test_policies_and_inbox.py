@@ -174,12 +174,14 @@ async def test_escalations_reach_only_people_who_may_see_the_incident(
     red = await open_incident(
         client, team, tlp="RED", reporter=named_lead, triager=named_lead, title="Tb licence"
     )
-    added = await client.post(
-        f"/api/v1/incidents/{red['id']}/participants",
-        json={"user_id": str(team.doe_chair.id)},
-        headers=named_lead.headers,
-    )
-    assert added.status_code == 200, added.text
+    # A co-chair, and the assignee (who must see the incident to be given its action).
+    for participant in (team.doe_chair, team.assignee):
+        added = await client.post(
+            f"/api/v1/incidents/{red['id']}/participants",
+            json={"user_id": str(participant.id)},
+            headers=named_lead.headers,
+        )
+        assert added.status_code == 200, added.text
     due = T0 + DAY
     action = await approved_action(client, team, red, due_at=due, approvers=[named_lead])
     aid = action["id"]

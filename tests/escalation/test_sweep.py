@@ -392,7 +392,11 @@ async def test_a_crash_before_commit_leaves_no_trace(
         written["notifications"] = await session.scalar(
             select(func.count()).select_from(Notification)
         )
-        written["outbox"] = await session.scalar(select(func.count()).select_from(OutboxEvent))
+        written["outbox"] = await session.scalar(
+            select(func.count())
+            .select_from(OutboxEvent)
+            .where(OutboxEvent.type == "action.escalated")
+        )
         raise RuntimeError("power cut")  # ...and the commit never happens
 
     monkeypatch.setattr(sweep_module, "BEFORE_COMMIT", power_cut)

@@ -52,6 +52,8 @@ SPEC_EDGES = {
     ("resolved", "closed"),
 }
 TERMINAL = {"closed", "rejected"}
+# SPEC §3: actions are proposed while the incident is reported ... monitoring.
+TAKES_ACTIONS = {"reported", "triaged", "responding", "monitoring"}
 ACTION_OPEN = {"proposed", "approved", "in_progress", "blocked"}
 ACTION_LIVE = ACTION_OPEN | {"completed"}
 
@@ -69,7 +71,9 @@ class IncidentModel:
     id: str
     key: str
     status: str
+    reporter: str
     severity: str | None = None
+    participants: set[str] = field(default_factory=set)
     owners: dict[str, str | None] = field(default_factory=lambda: {"DOE": None, "METI": None})
     actions: dict[str, ActionModel] = field(default_factory=dict)
     signoffs: set[str] = field(default_factory=set)  # ministries, current resolution
@@ -151,6 +155,8 @@ class IncidentLifecycleMachine(DrivenMachine):
                 out.add("doe_signoff_required")
             if "METI" not in m.signoffs:
                 out.add("meti_signoff_required")
+            if open_:
+                out.add("open_actions")
         return out
 
     # --- reading the API --------------------------------------------------------------
@@ -186,6 +192,7 @@ class IncidentLifecycleMachine(DrivenMachine):
             assert (self.by_id[owner["id"]] if owner else None) == m.owners[ministry]
         assert {s["ministry"] for s in body["signoffs"]} == m.signoffs, (body["signoffs"], m)
         assert len(body["signoffs"]) == len(m.signoffs)
+        assert {self.by_id[p["id"]] for p in body["participants"]} == m.participants
         assert {a["id"]: a["status"] for a in snap.actions} == {
             i: a.status for i, a in m.actions.items()
         }
@@ -247,7 +254,7 @@ class IncidentLifecycleMachine(DrivenMachine):
             return
         body = self.expect(response, 201)
         assert body["status"] == status and body["version"] == 1
-        m = IncidentModel(body["id"], body["key"], status, severity)
+        m = IncidentModel(body["id"], body["key"], status, who, severity)
         self.incidents.append(m)
         snap = self.verify(m)
         assert [e["type"] for e in snap.timeline] == ["incident.created"]
@@ -322,14 +329,25 @@ class IncidentLifecycleMachine(DrivenMachine):
             assert all(s in ("completed", "rejected", "cancelled") for s in statuses)
         elif target == "closed":
             assert {s["ministry"] for s in old["signoffs"]} >= {"DOE", "METI"}
+            assert all(s in ("completed", "rejected", "cancelled") for s in statuses)
         m.status = target
         if target in ("resolved", "responding"):
             m.signoffs = set()  # a new resolution, or a reopen: earlier sign-offs are void
+        # Ending an incident cancels its open actions, each on the timeline after the move.
+        cancelled = []
+        if target in TERMINAL:
+            cancelled = [i for i, a in m.actions.items() if a.status in ACTION_OPEN]
+            for action_id in cancelled:
+                m.actions[action_id].status = "cancelled"
         after = self.verify(m)
         assert response.json() == after.incident
         assert after.incident["version"] == old["version"] + 1  # one move, one version
-        assert len(after.timeline) == len(before.timeline) + 1
-        event = after.timeline[-1]
+        assert len(after.timeline) == len(before.timeline) + 1 + len(cancelled)
+        cancellations = after.timeline[len(after.timeline) - len(cancelled) :]
+        assert [(e["type"], e["data"]["action_id"]) for e in cancellations] == [
+            ("action.status_changed", i) for i in cancelled
+        ]
+        event = after.timeline[len(before.timeline)]
         assert event["type"] == "incident.status_changed"
         assert event["data"]["from"] == source and event["data"]["to"] == target
         assert event["actor"]["user"]["id"] == str(self.people[who].id)
@@ -397,7 +415,8 @@ class IncidentLifecycleMachine(DrivenMachine):
             self.expect(response, 403)
         elif m.status in TERMINAL:
             self.expect(response, 409)
-        elif ministry_of(owner) != ministry:
+        elif ministry_of(owner) != ministry or role_of(owner) == "viewer":
+            # An owner is a responder or above of that ministry.
             problem = self.expect(response, 422)
             assert problem["errors"][0]["field"] == "user_id"
         else:
@@ -481,6 +500,9 @@ class IncidentLifecycleMachine(DrivenMachine):
         elif m.status in TERMINAL:
             problem = self.expect(response, 409)
             assert [u["code"] for u in problem["unmet"]] == ["incident_closed"]
+        elif m.status not in TAKES_ACTIONS:
+            problem = self.expect(response, 409)
+            assert [u["code"] for u in problem["unmet"]] == ["incident_not_taking_actions"]
         else:
             action = self.expect(response, 201)
             assert action["status"] == "proposed"
@@ -613,8 +635,8 @@ class IncidentLifecycleMachine(DrivenMachine):
         }[m.status]
 
     def meet_guards(self, m: IncidentModel, target: str, k: int) -> None:
-        doe = [p for p in PEOPLE if ministry_of(p) == "DOE"]
-        meti = [p for p in PEOPLE if ministry_of(p) == "METI"]
+        doe = [p for p in PEOPLE if ministry_of(p) == "DOE" and role_of(p) != "viewer"]
+        meti = [p for p in PEOPLE if ministry_of(p) == "METI" and role_of(p) != "viewer"]
         lead = self.pick(k, ["DOE:lead:1", "METI:lead:2", "METI:admin:1", "DOE:admin:2"])
         if target == "triaged":
             if m.owners["DOE"] is None:
@@ -668,6 +690,56 @@ class IncidentLifecycleMachine(DrivenMachine):
             self.work(m, action_id, "in_progress", a.assignee if k % 2 else lead, {})
         self.work(m, action_id, "completed", lead if k % 3 else a.assignee, {"outcome": "Done"})
 
+    # --- participants ------------------------------------------------------------------------
+
+    def may_name(self, label: str, m: IncidentModel) -> bool:
+        """SPEC §6: the owners, leads (admins included) and the reporter."""
+        return role_of(label) in ("lead", "admin") or self.is_owner(label, m) or label == m.reporter
+
+    @precondition(lambda self: self.incidents)
+    @rule(
+        n=st.integers(0, 99),
+        who=st.sampled_from(PEOPLE),
+        whom=st.sampled_from(PEOPLE),
+        remove=st.booleans(),
+    )
+    def change_participants(self, n: int, who: str, whom: str, remove: bool) -> None:
+        m = self.pick(n, self.incidents)
+        if remove and m.participants and n % 2:
+            whom = self.pick(n // 2, sorted(m.participants))  # mostly someone who is on it
+        before = self.current(m)
+        url = f"/api/v1/incidents/{m.id}/participants"
+        if remove:
+            response = self.api.call("DELETE", f"{url}/{self.people[whom].id}", self.people[who])
+        else:
+            response = self.api.call(
+                "POST", url, self.people[who], json={"user_id": str(self.people[whom].id)}
+            )
+        if not self.may_name(who, m):
+            self.expect(response, 403)
+        elif remove and whom not in m.participants:
+            self.expect(response, 404)
+        elif not remove and m.status in TERMINAL:
+            self.expect(response, 409)
+        else:
+            # Removal is allowed on ended incidents too: narrowing who sees is always safe.
+            assert response.status_code == (204 if remove else 200), response.text
+            changed = (whom in m.participants) == remove
+            if remove:
+                m.participants.discard(whom)
+            else:
+                m.participants.add(whom)
+            after = self.verify(m)
+            assert after.incident["version"] == before.incident["version"] + changed
+            assert len(after.timeline) == len(before.timeline) + changed
+            if changed:
+                event = after.timeline[-1]
+                kind = "removed" if remove else "added"
+                assert event["type"] == f"incident.participant_{kind}"
+                assert event["data"]["user_id"] == str(self.people[whom].id)
+            return
+        self.assert_unchanged(before, m, response)
+
     # --- sign-off --------------------------------------------------------------------------
 
     def sign(self, m: IncidentModel, who: str) -> None:
@@ -683,6 +755,9 @@ class IncidentLifecycleMachine(DrivenMachine):
             self.expect(response, 201)
             m.signoffs.add(ministry_of(who))
             after = self.verify(m)
+            # A sign-off changes what closing needs: a new version, a new ETag.
+            assert after.incident["version"] == before.incident["version"] + 1
+            assert response.headers["etag"] == after.etag
             assert len(after.timeline) == len(before.timeline) + 1
             assert after.timeline[-1]["type"] == "incident.signed_off"
             assert after.incident["status"] == "resolved"

@@ -1,0 +1,211 @@
+"""Domain events in one place.
+
+Every change to an incident (its fields, status, people, sign-offs, comments, actions and
+escalations) is announced through ``emit``/``emit_many``, in the transaction that made it:
+
+- the hash-chained timeline event is appended (``app.timeline``);
+- an outbox row is written for each webhook event type (SPEC §7) the change maps to
+  (``WEBHOOK_TYPES``), for the dispatcher to deliver (``app.outbox``);
+- on PostgreSQL, ``NOTIFY rrg_events, '<incident id>'`` is queued (delivered at commit,
+  discarded on rollback), so other processes (dispatchers, live boards) wake up;
+- in this process, the callbacks registered with ``on_commit`` run once after the
+  transaction commits (never after a rollback).
+
+No write path appends to the timeline or the outbox any other way.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ARRAY, Text, bindparam, event, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session, SessionTransaction
+
+from app.incidents.models import Incident
+from app.outbox import service as outbox
+from app.outbox.service import NewOutboxEvent
+from app.timeline import service as timeline
+from app.timeline.models import TimelineEvent
+from app.timeline.service import Actor, NewEvent
+
+logger = logging.getLogger("rrg.events")
+
+NOTIFY_CHANNEL = "rrg_events"
+
+# Timeline event type -> the webhook event type (SPEC §7) it is published as. Types not
+# listed (participant changes, action approvals and edits, voided approvals) stay on the
+# timeline only. Two are decided by their data, in ``webhook_types``: an incident created
+# in ``reported`` is ``incident.reported`` (one created in ``watch`` is not yet reported),
+# and declaring a watch incident (watch -> reported) is also ``incident.reported``.
+WEBHOOK_TYPES: dict[str, str] = {
+    "incident.updated": "incident.updated",
+    "incident.status_changed": "incident.status_changed",
+    "incident.owner_assigned": "incident.owner_assigned",
+    "incident.signed_off": "incident.signed_off",
+    "incident.escalated": "incident.escalated",
+    "action.created": "action.created",
+    "action.status_changed": "action.status_changed",
+    "action.escalated": "action.escalated",
+    "comment.created": "comment.created",
+}
+REPORTED = "incident.reported"
+
+
+def webhook_types(type_: str, data: dict[str, Any]) -> tuple[str, ...]:
+    """The webhook event types a timeline event of this type and data is published as."""
+    if type_ == "incident.created":
+        return (REPORTED,) if data.get("status") == "reported" else ()
+    mapped = WEBHOOK_TYPES.get(type_)
+    if mapped is None:
+        return ()
+    if type_ == "incident.status_changed" and (data.get("from"), data.get("to")) == (
+        "watch",
+        "reported",
+    ):
+        return (mapped, REPORTED)
+    return (mapped,)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One domain event: what happened to which incident, by whom (``at`` defaults to the
+    clock; ``incident_key`` is looked up when not given)."""
+
+    incident_id: uuid.UUID
+    actor: Actor
+    type: str
+    data: dict[str, Any]
+    at: datetime | None = None
+    incident_key: str | None = None
+
+
+async def emit(
+    session: AsyncSession,
+    incident: Incident | uuid.UUID,
+    actor: Actor,
+    type_: str,
+    data: dict[str, Any],
+    *,
+    at: datetime | None = None,
+) -> TimelineEvent:
+    """Announce one change to an incident, in the caller's transaction."""
+    if isinstance(incident, Incident):
+        new = Event(incident.id, actor, type_, data, at, incident.key)
+    else:
+        new = Event(incident, actor, type_, data, at)
+    return (await emit_many(session, [new]))[0]
+
+
+async def emit_many(session: AsyncSession, events: Sequence[Event]) -> list[TimelineEvent]:
+    """Announce changes (in order), in the caller's transaction, in bulk: one timeline
+    append, one outbox insert and one NOTIFY statement whatever the number of events."""
+    if not events:
+        return []
+    recorded = await timeline.record_many(
+        session, [NewEvent(e.incident_id, e.actor, e.type, e.data, e.at) for e in events]
+    )
+    published = [
+        (e, stored, types)
+        for e, stored in zip(events, recorded, strict=True)
+        if (types := webhook_types(e.type, e.data))
+    ]
+    keys = await _keys(session, [e for e, _, _ in published])
+    by_time: dict[datetime, list[NewOutboxEvent]] = defaultdict(list)
+    for e, stored, types in published:
+        payload = {
+            "incident_id": str(e.incident_id),
+            "incident_key": keys[e.incident_id],
+            **stored.data,
+        }
+        by_time[stored.at].extend(NewOutboxEvent(t, e.incident_id, payload) for t in types)
+    for at, rows in by_time.items():
+        await outbox.emit_many(session, rows, at=at)
+    incident_ids = list(dict.fromkeys(e.incident_id for e in events))
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(_NOTIFY, {"ids": [str(i) for i in incident_ids]})
+    pending: _Pending = session.info.setdefault(_PENDING, _Pending())
+    pending.incident_ids.update(incident_ids)
+    pending.webhook_events += sum(len(rows) for rows in by_time.values())
+    return recorded
+
+
+# One statement for a whole batch; PostgreSQL delivers the notifications at commit.
+_NOTIFY = text("SELECT pg_notify(:channel, id) FROM unnest(:ids) AS id").bindparams(
+    bindparam("channel", NOTIFY_CHANNEL), bindparam("ids", type_=ARRAY(Text))
+)
+
+
+async def _keys(session: AsyncSession, events: Sequence[Event]) -> dict[uuid.UUID, str]:
+    keys = {e.incident_id: e.incident_key for e in events if e.incident_key is not None}
+    missing = {e.incident_id for e in events} - keys.keys()
+    if missing:
+        rows = await session.execute(
+            select(Incident.id, Incident.key).where(Incident.id.in_(missing))
+        )
+        keys.update({incident_id: key for incident_id, key in rows})
+    return keys
+
+
+# --- after commit ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Committed:
+    """What a committed transaction announced."""
+
+    incident_ids: frozenset[uuid.UUID]
+    webhook_events: int  # outbox rows written
+
+
+CommitCallback = Callable[[Committed], None]
+_callbacks: list[CommitCallback] = []
+_PENDING = "rrg_events_pending"
+
+
+@dataclass
+class _Pending:
+    incident_ids: set[uuid.UUID] = field(default_factory=set)
+    webhook_events: int = 0
+
+
+def on_commit(callback: CommitCallback) -> Callable[[], None]:
+    """Call ``callback`` once after each committed transaction that emitted events (in the
+    committing task, right after the commit: it must not block; to do I/O, schedule it).
+    Returns a function that unregisters it."""
+    _callbacks.append(callback)
+
+    def unregister() -> None:
+        if callback in _callbacks:
+            _callbacks.remove(callback)
+
+    return unregister
+
+
+@event.listens_for(Session, "after_commit")
+def _after_commit(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # a savepoint released: the transaction may still roll back
+    pending: _Pending | None = session.info.pop(_PENDING, None)
+    if pending is None:
+        return
+    committed = Committed(frozenset(pending.incident_ids), pending.webhook_events)
+    for callback in list(_callbacks):
+        try:
+            callback(committed)
+        except Exception:  # the change is committed; a listener's failure must not undo it
+            logger.exception("an on_commit callback failed")
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _after_transaction_end(session: Session, transaction: SessionTransaction) -> None:
+    # The outermost transaction ended without a commit having taken what it emitted
+    # (``after_commit`` pops it): it rolled back, so it announces nothing.
+    if transaction.parent is None:
+        session.info.pop(_PENDING, None)
