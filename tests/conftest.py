@@ -23,6 +23,7 @@ from app import clock
 from app.auth import service as auth_service
 from app.auth.models import User
 from app.auth.schemas import TokenCreate, UserCreate
+from app.auth.service import Principal
 from app.config import Settings
 from app.db import Database
 from app.main import create_app
@@ -196,8 +197,11 @@ def make_actor(db: Database) -> MakeActor:
                     co_chair=co_chair,
                     password=password,
                 ),
+                by=None,
             )
-            _, token = await auth_service.create_token(session, user, TokenCreate(name="test"))
+            _, token = await auth_service.create_token(
+                session, Principal(user=user), TokenCreate(name="test")
+            )
         return Actor(user=user, token=token)
 
     return make

@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, func
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import Base
@@ -47,3 +47,13 @@ class ApiToken(IdMixin, Base):
     expires_at: Mapped[datetime | None] = mapped_column(default=None)
     last_used_at: Mapped[datetime | None] = mapped_column(default=None)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+# The directory: active users by display name in any case, ties broken by id (SPEC §1).
+Index(
+    "ix_users_directory",
+    func.lower(User.display_name),
+    User.id,
+    postgresql_where=User.active,
+    sqlite_where=User.active,
+)

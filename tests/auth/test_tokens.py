@@ -116,18 +116,25 @@ async def test_users_cannot_see_or_revoke_others_tokens(
     assert (await client.get("/api/v1/me", headers=bob.headers)).status_code == 200
 
 
-async def test_admin_may_list_and_revoke_any_token(
+async def test_admin_lists_and_revokes_the_tokens_of_their_own_ministry_only(
     client: httpx.AsyncClient, make_actor: MakeActor
 ):
-    admin, bob = await make_actor("admin"), await make_actor("viewer", "METI")
-    bob_tokens = (
-        await client.get(f"/api/v1/tokens?user_id={bob.id}", headers=admin.headers)
-    ).json()
-    assert len(bob_tokens["items"]) == 1
-    token_id = bob_tokens["items"][0]["id"]
-    assert (
-        await client.delete(f"/api/v1/tokens/{token_id}", headers=admin.headers)
-    ).status_code == 204
+    meti_admin, doe_admin = await make_actor("admin", "METI"), await make_actor("admin", "DOE")
+    bob = await make_actor("viewer", "METI")
+    listed = await client.get(f"/api/v1/tokens?user_id={bob.id}", headers=meti_admin.headers)
+    assert listed.status_code == 200, listed.text
+    assert len(listed.json()["items"]) == 1
+    token_id = listed.json()["items"][0]["id"]
+    # Another ministry's admin may see that bob exists (the directory shows him) but not
+    # his tokens, and cannot even find one by id.
+    peek = await client.get(f"/api/v1/tokens?user_id={bob.id}", headers=doe_admin.headers)
+    assert_problem(peek, 403)
+    assert_problem(
+        await client.delete(f"/api/v1/tokens/{token_id}", headers=doe_admin.headers), 404
+    )
+    assert (await client.get("/api/v1/me", headers=bob.headers)).status_code == 200
+    revoked = await client.delete(f"/api/v1/tokens/{token_id}", headers=meti_admin.headers)
+    assert revoked.status_code == 204
     assert_problem(await client.get("/api/v1/me", headers=bob.headers), 401)
 
 

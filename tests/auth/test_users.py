@@ -21,7 +21,7 @@ NEW_USER = {
 async def test_admin_creates_a_user_with_ministry_defaults(
     client: httpx.AsyncClient, make_actor: MakeActor
 ):
-    admin = await make_actor("admin")
+    admin = await make_actor("admin", "METI")
     response = await client.post("/api/v1/users", json=NEW_USER, headers=admin.headers)
     assert response.status_code == 201, response.text
     body = response.json()
@@ -42,7 +42,7 @@ async def test_viewer_may_not_create_users(client: httpx.AsyncClient, make_actor
 async def test_duplicate_email_is_409_whatever_its_case(
     client: httpx.AsyncClient, make_actor: MakeActor
 ):
-    admin = await make_actor("admin")
+    admin = await make_actor("admin", "METI")
     assert (await client.post("/api/v1/users", json=NEW_USER, headers=admin.headers)).is_success
     again = {**NEW_USER, "email": NEW_USER["email"].upper()}
     assert_problem(await client.post("/api/v1/users", json=again, headers=admin.headers), 409)
@@ -53,7 +53,7 @@ async def test_duplicate_email_is_409_whatever_its_case(
 async def test_bad_bodies_are_422_naming_the_field(
     client: httpx.AsyncClient, make_actor: MakeActor
 ):
-    admin = await make_actor("admin")
+    admin = await make_actor("admin", "METI")
     cases = {
         "email": {**NEW_USER, "email": "not-an-email"},
         "role": {**NEW_USER, "role": "emperor"},
@@ -92,7 +92,7 @@ async def test_malformed_json_is_422(client: httpx.AsyncClient, make_actor: Make
 async def test_patch_deactivates_and_the_token_stops_at_once(
     client: httpx.AsyncClient, make_actor: MakeActor
 ):
-    admin, viewer = await make_actor("admin"), await make_actor("viewer", "METI")
+    admin, viewer = await make_actor("admin", "METI"), await make_actor("viewer", "METI")
     assert (await client.get("/api/v1/me", headers=viewer.headers)).status_code == 200
     patched = await client.patch(
         f"/api/v1/users/{viewer.id}",
@@ -151,7 +151,7 @@ async def test_concurrent_writers_wait_instead_of_failing(
 ):
     import asyncio
 
-    admin = await make_actor("admin")
+    admin = await make_actor("admin", "METI")
 
     async def create(n: int) -> int:
         payload = {**NEW_USER, "email": f"user{n}@meti.example.jp"}
