@@ -125,9 +125,10 @@ def _may_grant(by: User, role: str) -> None:
 
 
 def _may_set_co_chair(by: User) -> None:
+    """The co_chair field, whatever its value, is for DOE and METI admins only."""
     permissions.require(
         permissions.may_set_co_chair(by),
-        "co_chair: only admins of DOE and METI may change the co-chair flag",
+        "co_chair: only admins of DOE and METI may set the co-chair flag",
     )
 
 
@@ -138,7 +139,7 @@ async def create_user(session: AsyncSession, data: UserCreate, *, by: User | Non
     if by is not None:
         _may_manage_in(by, ministry)
         _may_grant(by, data.role)
-        if data.co_chair:
+        if "co_chair" in data.model_fields_set:
             _may_set_co_chair(by)
     email = data.email.strip().lower()
     if await session.scalar(select(func.count()).where(User.email == email)):
@@ -179,7 +180,7 @@ async def update_user(
             raise InvalidInput(field, "may not be null")
     if "role" in changes:
         _may_grant(by, changes["role"])
-    if "co_chair" in changes and changes["co_chair"] != user.co_chair:
+    if "co_chair" in changes:
         _may_set_co_chair(by)
     for field in ("display_name", "role", "language", "timezone", "co_chair", "active"):
         if field in changes:
