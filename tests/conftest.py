@@ -212,6 +212,12 @@ class QueryCounter:
     count: int = 0
     statements: list[str] | None = None
 
+    @property
+    def queries(self) -> list[str]:
+        """The statements that read or write (not BEGIN, COMMIT, SAVEPOINT ...)."""
+        control = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
+        return [s for s in self.statements or [] if not s.lstrip().upper().startswith(control)]
+
 
 @pytest.fixture
 def count_queries(db: Database) -> Iterator[Callable[[], QueryCounter]]:

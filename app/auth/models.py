@@ -49,11 +49,6 @@ class ApiToken(IdMixin, Base):
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
-# The directory: active users by display name in any case, ties broken by id (SPEC §1).
-Index(
-    "ix_users_directory",
-    func.lower(User.display_name),
-    User.id,
-    postgresql_where=User.active,
-    sqlite_where=User.active,
-)
+# The directory walks users in this order (display name in any case, then id), so a page
+# is a range of this index, filtered as it goes (SPEC §1).
+Index("ix_users_directory", func.lower(User.display_name), User.id)

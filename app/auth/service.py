@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Select, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -77,18 +77,11 @@ async def list_users(
     return await paginate(session, query, USERS_ORDER, limit=limit, cursor=cursor)
 
 
-async def directory(
-    session: AsyncSession,
-    by: User,
-    *,
-    q: str | None,
-    ministry: str | None,
-    roles: Sequence[str],
-    limit: int,
-    cursor: str | None,
-) -> tuple[list[User], str | None]:
-    """Active users by display name, for anyone to find an owner, participant or assignee.
-    ``q`` matches the display name (and, for co-lead callers, the email) in any case."""
+def directory_query(
+    by: User, *, q: str | None, ministry: str | None, roles: Sequence[str]
+) -> Select[User]:
+    """Active users; ``q`` matches the display name (and, for co-lead callers, the email)
+    in any case."""
     query = select(User).where(User.active)
     if ministry:
         query = query.where(
@@ -103,6 +96,21 @@ async def directory(
         if permissions.sees_emails(by):
             matches.append(User.email.contains(needle, autoescape=True))
         query = query.where(or_(*matches))
+    return query
+
+
+async def directory(
+    session: AsyncSession,
+    by: User,
+    *,
+    q: str | None,
+    ministry: str | None,
+    roles: Sequence[str],
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[User], str | None]:
+    """Active users by display name, for anyone to find an owner, participant or assignee."""
+    query = directory_query(by, q=q, ministry=ministry, roles=roles)
     return await paginate(session, query, DIRECTORY_ORDER, limit=limit, cursor=cursor)
 
 

@@ -182,6 +182,14 @@ def _no_constants(name: str) -> NoReturn:
     raise ValueError(f"{name} is not JSON")
 
 
+def page_query(query: Select[Any], order: Order, *, limit: int, cursor: str | None) -> Select[Any]:
+    """``query`` limited to one page after ``cursor``, each row ending in its key values."""
+    if cursor:
+        query = query.where(order.after(order.decode(cursor)))
+    keyed = query.add_columns(*(k.expr for k in order.keys))
+    return keyed.order_by(*order.order_by()).limit(limit + 1)
+
+
 async def paginate(
     session: AsyncSession,
     query: Select[Any],
@@ -192,10 +200,8 @@ async def paginate(
 ) -> tuple[list[Any], str | None]:
     """One page of ``query``'s rows (its first selected entity) in ``order`` after
     ``cursor``, and the cursor of the next page (None on the last one)."""
-    if cursor:
-        query = query.where(order.after(order.decode(cursor)))
-    keyed = query.add_columns(*(k.expr for k in order.keys))
-    rows = (await session.execute(keyed.order_by(*order.order_by()).limit(limit + 1))).all()
+    paged = page_query(query, order, limit=limit, cursor=cursor)
+    rows = (await session.execute(paged)).all()
     width = len(order.keys)
     items = [row[0] for row in rows[:limit]]
     next_cursor = order.encode(rows[limit - 1][-width:]) if len(rows) > limit else None

@@ -1,4 +1,4 @@
-"""Index active users by lower-cased display name and id, for the directory.
+"""Index users by lower-cased display name and id, the directory's order.
 
 Revision ID: 3b7c1d2e9f40
 Revises: e4d6f35da507
@@ -24,8 +24,6 @@ def upgrade() -> None:
         "users",
         [sa.text("lower(display_name)"), "id"],
         unique=False,
-        postgresql_where=sa.text("active"),
-        sqlite_where=sa.text("active"),
     )
 
 
