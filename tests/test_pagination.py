@@ -321,3 +321,33 @@ async def test_page_sizes_outside_1_to_200_are_422_naming_limit(
         response = await client.get(path, params={"limit": limit}, headers=admin.headers)
         body = assert_problem(response, 422)
         assert body["errors"][0]["field"] == "limit", (path, body)
+
+
+async def test_reference_lists_walk_every_row_once_in_order(
+    client: httpx.AsyncClient, make_actor: MakeActor
+):
+    viewer = await make_actor("viewer")
+
+    async def walk(path: str, limit: int) -> list[Any]:
+        items: list[Any] = []
+        cursor = None
+        for _ in range(100):
+            params: dict[str, Any] = {"limit": limit, **({"cursor": cursor} if cursor else {})}
+            page = await client.get(path, params=params, headers=viewer.headers)
+            assert page.status_code == 200, page.text
+            assert len(page.json()["items"]) <= limit
+            items += page.json()["items"]
+            cursor = page.json()["next_cursor"]
+            if cursor is None:
+                return items
+        raise AssertionError("the cursor never ran out")
+
+    policies = [p["severity"] for p in await walk("/api/v1/escalation-policies", 1)]
+    assert policies == ["SEV1", "SEV2", "SEV3", "SEV4"]
+    whole = (await client.get("/api/v1/minerals", headers=viewer.headers)).json()
+    assert whole["next_cursor"] is None and len(whole["items"]) >= 19
+    paged = await walk("/api/v1/minerals", 7)
+    assert paged == whole["items"]
+    assert [(m["group"], m["code"]) for m in paged] == sorted(
+        (m["group"], m["code"]) for m in paged
+    )

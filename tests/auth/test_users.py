@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import httpx
 
 from app.auth import service as auth_service
 from app.db import Database
-from tests.conftest import MakeActor, assert_problem
+from tests.conftest import MakeActor, QueryCounter, assert_problem
 
 NEW_USER = {
     "email": "Kenji.Sato@Meti.Example.JP",
@@ -161,3 +162,54 @@ async def test_concurrent_writers_wait_instead_of_failing(
     assert statuses == [201] * 25
     users = (await client.get("/api/v1/users", headers=admin.headers)).json()["items"]
     assert len(users) == 26
+
+
+async def test_user_list_pages_by_email_in_a_fixed_number_of_queries(
+    client: httpx.AsyncClient, make_actor: MakeActor, count_queries: Any
+):
+    admin = await make_actor("admin", "METI")
+    for n in range(5):
+        await make_actor("viewer", "METI", email=f"u{n}@meti.example.jp")
+    await make_actor("viewer", "DOE")  # not this admin's
+    await client.get("/api/v1/me", headers=admin.headers)  # last_used_at is fresh
+    emails: list[str] = []
+    counts: list[int] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        counter: QueryCounter = count_queries()
+        page = await client.get("/api/v1/users", params=params, headers=admin.headers)
+        counts.append(len(counter.queries))
+        assert page.status_code == 200, page.text
+        emails += [u["email"] for u in page.json()["items"]]
+        cursor = page.json()["next_cursor"]
+        if cursor is None:
+            break
+    assert emails == sorted([admin.user.email, *(f"u{n}@meti.example.jp" for n in range(5))])
+    # The caller, the ministries in their scope, the page (each user's ministry joined).
+    assert counts == [3, 3, 3], counts
+
+
+def test_nobody_grants_a_role_above_their_own():
+    from app.auth.permissions import may_grant_role
+    from app.auth.roles import ROLES
+
+    granted = {(a, r) for a in ROLES for r in ROLES if may_grant_role(_user(a), r)}
+    assert granted == {
+        ("viewer", "viewer"),
+        ("responder", "viewer"),
+        ("responder", "responder"),
+        ("lead", "viewer"),
+        ("lead", "responder"),
+        ("lead", "lead"),
+        ("admin", "viewer"),
+        ("admin", "responder"),
+        ("admin", "lead"),
+        ("admin", "admin"),
+    }
+
+
+def _user(role: str) -> Any:
+    from app.auth.models import User
+
+    return User(role=role)
