@@ -18,11 +18,12 @@ from app.actions.schemas import REQUIRED_FIELDS, ActionCreate, ActionTransitionR
 from app.actions.states import ACTION_LIFECYCLE, APPROVALS, TERMINAL, ActionFacts
 from app.actions.vocabulary import ministries_of
 from app.auth.models import User
+from app.auth.permissions import require
 from app.auth.roles import at_least
 from app.auth.service import Principal
 from app.errors import Conflict, Forbidden, InvalidInput, NotFound, TransitionRefused
 from app.incidents.models import Incident
-from app.incidents.service import is_owner, require
+from app.incidents.service import is_owner
 from app.incidents.states import INCIDENT_LIFECYCLE
 from app.incidents.visibility import visible_to
 from app.kit.pagination import Key, Order, paginate

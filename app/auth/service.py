@@ -36,13 +36,6 @@ class Principal:
     token_expires_at: datetime | None = None
 
 
-async def get_user(session: AsyncSession, user_id: uuid.UUID) -> User:
-    user = await session.get(User, user_id)
-    if user is None:
-        raise NotFound("No such user")
-    return user
-
-
 async def _visible_user(session: AsyncSession, by: User, user_id: uuid.UUID) -> User:
     """The user if the caller may see them (active, or managed by the caller); 404 if not."""
     user = await session.get(User, user_id)

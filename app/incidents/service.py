@@ -14,9 +14,10 @@ from sqlalchemy.orm import selectinload
 
 from app import clock
 from app.auth.models import User
+from app.auth.permissions import require
 from app.auth.roles import at_least
 from app.auth.service import Principal
-from app.errors import Conflict, Forbidden, InvalidInput, NotFound
+from app.errors import Conflict, InvalidInput, NotFound
 from app.incidents import states
 from app.incidents.models import (
     Counter,
@@ -75,11 +76,6 @@ def may_edit(user: User, incident: Incident) -> bool:
     return may_triage(user, incident) or (
         user.id == incident.reporter_id and at_least(user.role, "responder")
     )
-
-
-def require(allowed: bool, message: str) -> None:
-    if not allowed:
-        raise Forbidden(message)
 
 
 # --- reading ----------------------------------------------------------------------------
