@@ -19,6 +19,7 @@ from app.auth.schemas import (
 )
 from app.deps import AdminUser, CurrentUser, Session
 from app.kit.pagination import Cursor, Limit
+from app.ministries.schemas import CODE_PATTERN
 from app.schemas import Page
 
 router = APIRouter(prefix="/api/v1", tags=["identity"])
@@ -71,11 +72,14 @@ async def search_directory(
         str | None,
         Query(
             max_length=200,
-            description="Part of a display name (or, for DOE and METI "
-            "users, of an email), in any case",
+            pattern=r"^[^\x00]*$",
+            description="Part of a display name (or, for DOE and METI users, of an email), "
+            "in any case",
         ),
     ] = None,
-    ministry: Annotated[str | None, Query(max_length=16, description="A ministry code")] = None,
+    ministry: Annotated[
+        str | None, Query(pattern=CODE_PATTERN, description="A ministry code, e.g. METI")
+    ] = None,
     role: Annotated[list[Role] | None, Query(description="Only these roles")] = None,
     limit: Limit = 50,
     cursor: Cursor = None,

@@ -7,12 +7,12 @@ from fastapi import APIRouter, Path
 from app.deps import AdminUser, CurrentUser, Session
 from app.kit.pagination import Cursor, Limit
 from app.ministries import service
-from app.ministries.schemas import MinistryCreate, MinistryOut, MinistryUpdate
+from app.ministries.schemas import CODE_PATTERN, MinistryCreate, MinistryOut, MinistryUpdate
 from app.schemas import Page
 
 router = APIRouter(prefix="/api/v1", tags=["ministries"])
 
-MinistryCode = Annotated[str, Path(max_length=16, description="Ministry code, e.g. JOGMEC")]
+MinistryCode = Annotated[str, Path(pattern=CODE_PATTERN, description="Ministry code, e.g. JOGMEC")]
 
 
 @router.get("/ministries")

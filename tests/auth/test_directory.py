@@ -202,3 +202,16 @@ async def test_the_directory_order_is_served_by_its_index(db: Database, people: 
                 )
         assert "ix_users_directory" in plan, plan
         assert "TEMP B-TREE" not in plan and "Sort Key" not in plan, plan
+
+
+async def test_nul_characters_and_malformed_codes_are_422_not_500(
+    client: httpx.AsyncClient, people: People
+):
+    for params, field in (
+        ({"q": "ai\x00ko"}, "q"),
+        ({"ministry": "ME\x00TI"}, "ministry"),
+        ({"ministry": "M E T I"}, "ministry"),
+        ({"q": "x" * 201}, "q"),
+    ):
+        response = await client.get(DIRECTORY, params=params, headers=people.doe_viewer.headers)
+        assert assert_problem(response, 422)["errors"][0]["field"] == field, params

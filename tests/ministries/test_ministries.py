@@ -111,6 +111,11 @@ async def test_duplicate_codes_and_unknown_or_co_lead_ministries(
         assert_problem(taken, 409)
     missing = await client.patch(f"{MINISTRIES}/NOPE", json={"name": "x"}, headers=admin.headers)
     assert_problem(missing, 404)
+    for malformed in ("D%00E", "D%20E", "X" * 17):
+        refused = await client.patch(
+            f"{MINISTRIES}/{malformed}", json={"name": "x"}, headers=admin.headers
+        )
+        assert assert_problem(refused, 422)["errors"][0]["field"] == "code", malformed
     co_lead = await client.patch(f"{MINISTRIES}/DOE", json={"name": "x"}, headers=admin.headers)
     assert_problem(co_lead, 403)
     for body, field in (
