@@ -21,6 +21,7 @@ from app.errors import Conflict, InvalidInput, NotFound
 from app.kit.pagination import Key, Order, paginate
 from app.ministries.models import Ministry
 from app.ministries.service import get_by_code
+from app.models_base import apply_changes, requested_changes
 
 # last_used_at is refreshed at most this often per token, to keep reads read-only.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -109,13 +110,7 @@ async def directory(
 
 def _may_manage_in(by: User, ministry: Ministry) -> None:
     permissions.require(
-        permissions.manages_ministry(by, ministry),
-        f"You may not manage users of {ministry.code}"
-        + (
-            ""
-            if permissions.is_co_lead_admin(by)
-            else " (an admin manages their own ministry's users)"
-        ),
+        permissions.manages_ministry(by, ministry), f"You may not manage users of {ministry.code}"
     )
 
 
@@ -169,23 +164,24 @@ async def create_user(session: AsyncSession, data: UserCreate, *, by: User | Non
     return user
 
 
+# What a PATCH may change but not clear.
+_REQUIRED_USER_FIELDS = frozenset(
+    {"display_name", "role", "language", "timezone", "co_chair", "active"}
+)
+
+
 async def update_user(
     session: AsyncSession, user_id: uuid.UUID, data: UserUpdate, *, by: User
 ) -> User:
     permissions.require(permissions.is_admin(by), "Managing users needs the admin role")
     user = await _visible_user(session, by, user_id)
     _may_manage_in(by, user.ministry)
-    changes = data.model_dump(exclude_unset=True)
-    for field in ("display_name", "role", "language", "timezone", "co_chair", "active"):
-        if field in changes and changes[field] is None:
-            raise InvalidInput(field, "may not be null")
+    changes = requested_changes(data, _REQUIRED_USER_FIELDS)
     if "role" in changes:
         _may_grant(by, changes["role"])
     if "co_chair" in changes:
         _may_set_co_chair(by)
-    for field in ("display_name", "role", "language", "timezone", "co_chair", "active"):
-        if field in changes:
-            setattr(user, field, changes[field])
+    apply_changes(user, {k: v for k, v in changes.items() if k != "password"})
     if changes.get("password"):
         user.password_hash = await asyncio.to_thread(hash_password, changes["password"])
     await session.flush()

@@ -23,6 +23,11 @@ async def list_ministries(
     return Page(items=[MinistryOut.model_validate(m) for m in rows], next_cursor=next_cursor)
 
 
+@router.get("/ministries/{code}")
+async def get_ministry(code: MinistryCode, session: Session, _: CurrentUser) -> MinistryOut:
+    return MinistryOut.model_validate(await service.get(session, code))
+
+
 @router.post("/ministries", status_code=201)
 async def create_ministry(
     data: MinistryCreate, session: Session, principal: AdminUser

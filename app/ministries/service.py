@@ -30,6 +30,13 @@ async def get_by_code(session: AsyncSession, code: str, *, field: str = "ministr
     return ministry
 
 
+async def get(session: AsyncSession, code: str) -> Ministry:
+    ministry = await session.scalar(select(Ministry).where(Ministry.code == code.upper()))
+    if ministry is None:
+        raise NotFound("No such ministry")
+    return ministry
+
+
 def _may_manage_partners(by: User) -> None:
     permissions.require(
         permissions.manages_partners(by),
@@ -68,9 +75,7 @@ async def update_partner(
     session: AsyncSession, code: str, data: MinistryUpdate, *, by: User
 ) -> Ministry:
     _may_manage_partners(by)
-    ministry = await session.scalar(select(Ministry).where(Ministry.code == code.upper()))
-    if ministry is None:
-        raise NotFound("No such ministry")
+    ministry = await get(session, code)
     permissions.require(
         not ministry.is_co_lead, f"{ministry.code} is a co-lead ministry; only partners change here"
     )

@@ -113,6 +113,13 @@ def cases() -> list[Case]:
         ),
         Case("own tokens", "GET", lambda w: "/api/v1/tokens", allowed=ALL, changes=False),
         Case("ministries", "GET", lambda w: "/api/v1/ministries", allowed=ALL, changes=False),
+        Case(
+            "the partner",
+            "GET",
+            lambda w: f"/api/v1/ministries/{PARTNER}",
+            allowed=ALL,
+            changes=False,
+        ),
         Case("directory", "GET", lambda w: "/api/v1/directory", allowed=ALL, changes=False),
         Case(
             "policies", "GET", lambda w: "/api/v1/escalation-policies", allowed=ALL, changes=False

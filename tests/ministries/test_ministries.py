@@ -66,6 +66,10 @@ async def test_a_co_lead_admin_adds_and_changes_a_partner(
     )
     assert changed.status_code == 200, changed.text
     assert changed.json()["name"] == "JOGMEC" and changed.json()["name_ja"] == JOGMEC["name_ja"]
+    viewer = await make_actor("viewer", "DOE")
+    fetched = await client.get(f"{MINISTRIES}/Jogmec", headers=viewer.headers)
+    assert fetched.status_code == 200 and fetched.json() == changed.json()
+    assert_problem(await client.get(f"{MINISTRIES}/NOPE", headers=viewer.headers), 404)
 
     # The Japanese name defaults to the English one.
     us_partner = {
