@@ -24,7 +24,9 @@ cli = typer.Typer(help="RRG coordination service", no_args_is_help=True, add_com
 users_cli = typer.Typer(help="Manage users", no_args_is_help=True)
 tokens_cli = typer.Typer(help="Manage API tokens", no_args_is_help=True)
 audit_cli = typer.Typer(help="Check the tamper-evident timeline", no_args_is_help=True)
+ministries_cli = typer.Typer(help="Manage partner organisations", no_args_is_help=True)
 cli.add_typer(users_cli, name="users")
+cli.add_typer(ministries_cli, name="ministries")
 cli.add_typer(tokens_cli, name="tokens")
 cli.add_typer(audit_cli, name="audit")
 
@@ -35,6 +37,11 @@ DEMO_CREDENTIALS = Path("var/demo-credentials.txt")
 def _fail(message: str, code: int = 1) -> typer.Exit:
     typer.secho(message, fg=typer.colors.RED, err=True)
     return typer.Exit(code=code)
+
+
+def _invalid(exc: Any) -> typer.Exit:
+    """A pydantic ValidationError as one line naming each field."""
+    return _fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
 
 
 def run_in_unit_of_work(
@@ -178,11 +185,10 @@ def users_create(
             password=password,
         )
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise _fail(problems) from None
+        raise _invalid(exc) from None
 
     async def work(session: AsyncSession) -> Any:
-        return await service.create_user(session, data)
+        return await service.create_user(session, data, by=None)
 
     try:
         user = run_in_unit_of_work(get_settings(), work)
@@ -204,13 +210,46 @@ def tokens_create(
         user = await service.find_user_by_email(session, email)
         if user is None:
             return None
-        _, plaintext = await service.create_token(session, user, TokenCreate(name=name))
+        principal = service.Principal(user=user)  # the operator, acting for the user
+        _, plaintext = await service.create_token(session, principal, TokenCreate(name=name))
         return plaintext
 
     token = run_in_unit_of_work(get_settings(), work)
     if token is None:
         raise _fail(f"No user with email {email}")
     typer.echo(token)
+
+
+@ministries_cli.command("create")
+def ministries_create(
+    code: Annotated[str, typer.Option(help="Short code, e.g. JOGMEC (stored upper-case)")],
+    name: Annotated[str, typer.Option(help="The organisation's English name")],
+    country: Annotated[str, typer.Option(help="ISO 3166 alpha-2, e.g. JP")],
+    timezone: Annotated[str, typer.Option(help="IANA time zone, e.g. Asia/Tokyo")],
+    name_ja: Annotated[str | None, typer.Option(help="Its Japanese name")] = None,
+) -> None:
+    """Add a partner organisation."""
+    from pydantic import ValidationError
+
+    from app.errors import AppError
+    from app.ministries import service
+    from app.ministries.schemas import MinistryCreate
+
+    try:
+        data = MinistryCreate(
+            code=code, name=name, name_ja=name_ja, country=country, timezone=timezone
+        )
+    except ValidationError as exc:
+        raise _invalid(exc) from None
+
+    async def work(session: AsyncSession) -> Any:
+        return await service.create_partner(session, data, by=None)
+
+    try:
+        ministry = run_in_unit_of_work(get_settings(), work)
+    except AppError as exc:
+        raise _fail(exc.detail) from None
+    typer.echo(f"created partner {ministry.code} ({ministry.name}) id={ministry.id}")
 
 
 @audit_cli.command("verify")

@@ -11,6 +11,7 @@ from app.auth import service as auth_service
 from app.auth.models import User
 from app.auth.roles import ROLES
 from app.auth.schemas import TokenCreate, UserCreate
+from app.auth.service import Principal
 from app.demo_scenario import load_scenario
 
 DEMO_NAMES = {
@@ -50,9 +51,12 @@ async def load_demo(session: AsyncSession) -> list[str] | None:
                     co_chair=role == "admin",
                     password=password,
                 ),
+                by=None,
             )
             cast[(ministry, role)] = user
-            _, token = await auth_service.create_token(session, user, TokenCreate(name="demo"))
+            _, token = await auth_service.create_token(
+                session, Principal(user=user), TokenCreate(name="demo")
+            )
             lines.append(f"{user.email} | {password} | {token}")
     await load_scenario(session, cast)
     return lines

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Annotated, Any
 
-from fastapi import Depends, Header, Query, Request
+from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,6 +15,7 @@ from app.auth.roles import Role, at_least
 from app.auth.service import Principal
 from app.db import Database
 from app.errors import Forbidden, Unauthorized
+from app.kit.pagination import Limit as Limit  # the page-size parameter every list shares
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -112,8 +113,6 @@ IdempotencyKeyHeader = Annotated[
     Header(alias="Idempotency-Key", description="Replays the first response for the same key"),
 ]
 
-# Page sizes for lists (SPEC §8: at most 200).
-Limit = Annotated[int, Query(ge=1, le=200)]
 ETAG_RESPONSES: dict[int | str, dict[str, Any]] = {
     412: {"description": "If-Match names a stale version"},
     428: {"description": "If-Match is missing"},

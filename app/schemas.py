@@ -1,17 +1,16 @@
-"""Shared API shapes: strict input models and the list page."""
+"""Shared API shapes: strict input models, the list page, shared validators."""
 
 from __future__ import annotations
 
-import base64
 import json
 from datetime import datetime
 from typing import Any, Generic, TypeVar
+from zoneinfo import available_timezones
 
 from pydantic import BaseModel, ConfigDict
 
-from app.errors import InvalidInput
-
 T = TypeVar("T")
+_TIMEZONES = available_timezones()
 
 
 class InputModel(BaseModel):
@@ -25,21 +24,11 @@ class Page(BaseModel, Generic[T]):
     next_cursor: str | None = None
 
 
-def encode_cursor(values: list[Any]) -> str:
-    raw = json.dumps(values, separators=(",", ":"), default=str).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str, size: int) -> list[Any]:
-    """Decode an opaque cursor made by :func:`encode_cursor` holding ``size`` values."""
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        values = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput("cursor", "malformed cursor", location="query") from exc
-    if not isinstance(values, list) or len(values) != size:
-        raise InvalidInput("cursor", "malformed cursor", location="query")
-    return values
+def check_timezone(value: str | None) -> str | None:
+    """A field validator: an IANA time zone name (or None)."""
+    if value is not None and value not in _TIMEZONES:
+        raise ValueError("not an IANA time zone")
+    return value
 
 
 def _encode(value: Any) -> str:

@@ -23,6 +23,7 @@ from app import clock
 from app.auth import service as auth_service
 from app.auth.models import User
 from app.auth.schemas import TokenCreate, UserCreate
+from app.auth.service import Principal
 from app.config import Settings
 from app.db import Database
 from app.main import create_app
@@ -196,8 +197,11 @@ def make_actor(db: Database) -> MakeActor:
                     co_chair=co_chair,
                     password=password,
                 ),
+                by=None,
             )
-            _, token = await auth_service.create_token(session, user, TokenCreate(name="test"))
+            _, token = await auth_service.create_token(
+                session, Principal(user=user), TokenCreate(name="test")
+            )
         return Actor(user=user, token=token)
 
     return make
@@ -207,6 +211,12 @@ def make_actor(db: Database) -> MakeActor:
 class QueryCounter:
     count: int = 0
     statements: list[str] | None = None
+
+    @property
+    def queries(self) -> list[str]:
+        """The statements that read or write (not BEGIN, COMMIT, SAVEPOINT ...)."""
+        control = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
+        return [s for s in self.statements or [] if not s.lstrip().upper().startswith(control)]
 
 
 @pytest.fixture

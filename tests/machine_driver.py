@@ -17,6 +17,7 @@ from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
 
 from app.auth import service as auth_service
 from app.auth.schemas import TokenCreate, UserCreate
+from app.auth.service import Principal
 from app.config import Settings
 from app.db import Database
 from app.main import create_app
@@ -71,9 +72,10 @@ class Api:
                             ministry=ministry,
                             role=role,
                         ),
+                        by=None,
                     )
                     _, token = await auth_service.create_token(
-                        session, user, TokenCreate(name="machine")
+                        session, Principal(user=user), TokenCreate(name="machine")
                     )
                     out[label] = Actor(user=user, token=token)
             return out

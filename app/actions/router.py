@@ -32,6 +32,7 @@ from app.deps import (
 )
 from app.incidents import service as incidents
 from app.incidents.schemas import user_ref
+from app.kit.pagination import Cursor
 from app.schemas import Page
 
 router = APIRouter(prefix="/api/v1", tags=["actions"])
@@ -76,12 +77,17 @@ def _with_etag(action: Action, response: Response) -> ActionOut:
 
 @router.get("/incidents/{id_or_key}/actions")
 async def list_incident_actions(
-    id_or_key: str, session: Session, principal: CurrentUser
+    id_or_key: str,
+    session: Session,
+    principal: CurrentUser,
+    limit: Limit = 50,
+    cursor: Cursor = None,
 ) -> Page[ActionOut]:
+    """The incident's actions, oldest first."""
     incident = await incidents.get_visible(session, principal.user, id_or_key, details=False)
     now = clock.now()
-    rows = await service.for_incident(session, incident)
-    return Page(items=[action_out(a, now) for a in rows], next_cursor=None)
+    rows, next_cursor = await service.for_incident(session, incident, limit=limit, cursor=cursor)
+    return Page(items=[action_out(a, now) for a in rows], next_cursor=next_cursor)
 
 
 @router.post("/incidents/{id_or_key}/actions", status_code=201)
@@ -123,7 +129,7 @@ async def list_actions(
     due_before: datetime | None = None,
     incident: Annotated[str | None, Query(description="Incident id or key")] = None,
     limit: Limit = 50,
-    cursor: str | None = None,
+    cursor: Cursor = None,
 ) -> Page[ActionOut]:
     """The action queue across the incidents you may see, soonest due first."""
     assignee_id: uuid.UUID | None = None

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload, selectinload
 
@@ -24,17 +24,18 @@ from app.actions.schemas import (
 from app.actions.states import ACTION_LIFECYCLE, APPROVALS, TERMINAL, ActionFacts
 from app.actions.vocabulary import ministries_of
 from app.auth.models import User
+from app.auth.permissions import require
 from app.auth.roles import at_least
 from app.auth.service import Principal
 from app.errors import Conflict, Forbidden, InvalidInput, NotFound, TransitionRefused
 from app.events import Event, emit, emit_many
 from app.incidents.models import Incident
-from app.incidents.service import is_owner, require
+from app.incidents.service import is_owner
 from app.incidents.states import INCIDENT_LIFECYCLE, TAKES_ACTIONS
 from app.incidents.visibility import visible_pairs, visible_to
+from app.kit.pagination import Key, Order, paginate
 from app.lifecycle import describe
 from app.models_base import apply_changes, check_version, requested_changes
-from app.schemas import decode_cursor, encode_cursor
 from app.timeline.service import Actor
 
 
@@ -362,15 +363,13 @@ class QueueFilters:
     incident_id: uuid.UUID | None = None
 
 
-def _after(due_at: datetime | None, last_id: uuid.UUID) -> ColumnElement[bool]:
-    """Rows after the cursor in (due_at NULLS LAST, id) order."""
-    if due_at is None:
-        return and_(Action.due_at.is_(None), Action.id > last_id)
-    return or_(
-        Action.due_at > due_at,
-        and_(Action.due_at == due_at, Action.id > last_id),
-        Action.due_at.is_(None),
-    )
+# Soonest due first, undated last.
+QUEUE_ORDER = Order(
+    "actions:due_at", Key(Action.due_at, "datetime", nullable=True), Key(Action.id, "uuid")
+)
+INCIDENT_ACTIONS_ORDER = Order(
+    "incident-actions", Key(Action.created_at, "datetime"), Key(Action.id, "uuid")
+)
 
 
 async def queue(
@@ -395,37 +394,14 @@ async def queue(
         query = query.where(Action.due_at < filters.due_before)
     if filters.incident_id is not None:
         query = query.where(Action.incident_id == filters.incident_id)
-    if cursor:
-        raw_due, raw_id = decode_cursor(cursor, 2)
-        try:
-            due = datetime.fromisoformat(raw_due) if raw_due is not None else None
-            last_id = uuid.UUID(str(raw_id))
-        except (TypeError, ValueError):
-            raise InvalidInput("cursor", "malformed cursor", location="query") from None
-        query = query.where(_after(due, last_id))
-    rows = (
-        await session.scalars(
-            query.options(*_details())
-            .order_by(Action.due_at.asc().nulls_last(), Action.id.asc())
-            .limit(limit + 1)
-        )
-    ).all()
-    page, more = rows[:limit], len(rows) > limit
-    next_cursor = None
-    if more:
-        last = page[-1]
-        next_cursor = encode_cursor(
-            [last.due_at.isoformat() if last.due_at else None, str(last.id)]
-        )
-    return page, next_cursor
+    return await paginate(
+        session, query.options(*_details()), QUEUE_ORDER, limit=limit, cursor=cursor
+    )
 
 
-async def for_incident(session: AsyncSession, incident: Incident) -> Sequence[Action]:
-    return (
-        await session.scalars(
-            select(Action)
-            .where(Action.incident_id == incident.id)
-            .options(*_details())
-            .order_by(Action.created_at, Action.id)
-        )
-    ).all()
+async def for_incident(
+    session: AsyncSession, incident: Incident, *, limit: int, cursor: str | None
+) -> tuple[list[Action], str | None]:
+    """An incident's actions, oldest first."""
+    query = select(Action).where(Action.incident_id == incident.id).options(*_details())
+    return await paginate(session, query, INCIDENT_ACTIONS_ORDER, limit=limit, cursor=cursor)

@@ -5,10 +5,21 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from app.auth import service
+from app.auth import permissions, service
 from app.auth.models import User
-from app.auth.schemas import TokenCreate, TokenCreated, TokenOut, UserCreate, UserOut, UserUpdate
+from app.auth.roles import Role
+from app.auth.schemas import (
+    DirectoryEntry,
+    TokenCreate,
+    TokenCreated,
+    TokenOut,
+    UserCreate,
+    UserOut,
+    UserUpdate,
+)
 from app.deps import AdminUser, CurrentUser, Session
+from app.kit.pagination import Cursor, Limit
+from app.ministries.schemas import CODE_PATTERN
 from app.schemas import Page
 
 router = APIRouter(prefix="/api/v1", tags=["identity"])
@@ -29,37 +40,97 @@ async def get_me(principal: CurrentUser) -> UserOut:
 
 
 @router.get("/users")
-async def list_users(session: Session, _: AdminUser) -> Page[UserOut]:
-    users = await service.list_users(session)
-    return Page(items=[user_out(u) for u in users], next_cursor=None)
+async def list_users(
+    session: Session, principal: AdminUser, limit: Limit = 50, cursor: Cursor = None
+) -> Page[UserOut]:
+    """The users you manage (admins): your ministry's; for DOE and METI admins also every
+    partner organisation's. Ordered by email."""
+    users, next_cursor = await service.list_users(
+        session, principal.user, limit=limit, cursor=cursor
+    )
+    return Page(items=[user_out(u) for u in users], next_cursor=next_cursor)
 
 
 @router.post("/users", status_code=201)
-async def create_user(data: UserCreate, session: Session, _: AdminUser) -> UserOut:
-    return user_out(await service.create_user(session, data))
+async def create_user(data: UserCreate, session: Session, principal: AdminUser) -> UserOut:
+    """Create a user of a ministry you manage, with a role no higher than yours."""
+    return user_out(await service.create_user(session, data, by=principal.user))
 
 
 @router.patch("/users/{user_id}")
 async def update_user(
-    user_id: uuid.UUID, data: UserUpdate, session: Session, _: AdminUser
+    user_id: uuid.UUID, data: UserUpdate, session: Session, principal: AdminUser
 ) -> UserOut:
-    user = await service.get_user(session, user_id)
-    return user_out(await service.update_user(session, user, data))
+    return user_out(await service.update_user(session, user_id, data, by=principal.user))
+
+
+@router.get("/directory")
+async def search_directory(
+    session: Session,
+    principal: CurrentUser,
+    q: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            pattern=r"^[^\x00]*$",
+            description="Part of a display name (or, for DOE and METI users, of an email), "
+            "in any case",
+        ),
+    ] = None,
+    ministry: Annotated[
+        str | None, Query(pattern=CODE_PATTERN, description="A ministry code, e.g. METI")
+    ] = None,
+    role: Annotated[list[Role] | None, Query(description="Only these roles")] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> Page[DirectoryEntry]:
+    """Find active users by name, to pick owners, participants and assignees."""
+    users, next_cursor = await service.directory(
+        session,
+        principal.user,
+        q=q,
+        ministry=ministry,
+        roles=list(role or []),
+        limit=limit,
+        cursor=cursor,
+    )
+    emails = permissions.sees_emails(principal.user)
+    return Page(
+        items=[
+            DirectoryEntry(
+                id=u.id,
+                display_name=u.display_name,
+                ministry=u.ministry.code,
+                role=u.role,
+                email=u.email if emails else None,
+            )
+            for u in users
+        ],
+        next_cursor=next_cursor,
+    )
 
 
 @router.get("/tokens")
 async def list_tokens(
     session: Session,
     principal: CurrentUser,
-    user_id: Annotated[uuid.UUID | None, Query(description="Admins only: another user")] = None,
+    user_id: Annotated[
+        uuid.UUID | None, Query(description="Admins: a user whose tokens you manage")
+    ] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
 ) -> Page[TokenOut]:
-    tokens = await service.list_tokens(session, principal, user_id)
-    return Page(items=[TokenOut.model_validate(t) for t in tokens], next_cursor=None)
+    tokens, next_cursor = await service.list_tokens(
+        session, principal, user_id, limit=limit, cursor=cursor
+    )
+    return Page(items=[TokenOut.model_validate(t) for t in tokens], next_cursor=next_cursor)
 
 
 @router.post("/tokens", status_code=201)
 async def create_token(data: TokenCreate, session: Session, principal: CurrentUser) -> TokenCreated:
-    token, plaintext = await service.create_token(session, principal.user, data)
+    """A new token acting as you, shown once. It expires no later than the token used to
+    create it."""
+    token, plaintext = await service.create_token(session, principal, data)
     return TokenCreated.model_validate(
         {**TokenOut.model_validate(token).model_dump(), "token": plaintext}
     )
@@ -67,5 +138,6 @@ async def create_token(data: TokenCreate, session: Session, principal: CurrentUs
 
 @router.delete("/tokens/{token_id}", status_code=204)
 async def revoke_token(token_id: uuid.UUID, session: Session, principal: CurrentUser) -> Response:
+    """Revoke one of your tokens, or (admins) one of a user you manage."""
     await service.revoke_token(session, principal, token_id)
     return Response(status_code=204)

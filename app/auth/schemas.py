@@ -3,21 +3,13 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from typing import Literal
-from zoneinfo import available_timezones
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, field_validator
 
 from app.auth.roles import Role
-from app.schemas import InputModel
+from app.schemas import InputModel, check_timezone
 
 Language = Literal["en", "ja"]
-_TIMEZONES = available_timezones()
-
-
-def _check_timezone(value: str | None) -> str | None:
-    if value is not None and value not in _TIMEZONES:
-        raise ValueError("not an IANA time zone")
-    return value
 
 
 class UserOut(BaseModel):
@@ -46,7 +38,7 @@ class UserCreate(InputModel):
     co_chair: bool = False
     password: str | None = Field(default=None, min_length=12, max_length=200)
 
-    _tz = field_validator("timezone")(_check_timezone)
+    _tz = field_validator("timezone")(check_timezone)
 
 
 class UserUpdate(InputModel):
@@ -58,7 +50,7 @@ class UserUpdate(InputModel):
     active: bool | None = None
     password: str | None = Field(default=None, min_length=12, max_length=200)
 
-    _tz = field_validator("timezone")(_check_timezone)
+    _tz = field_validator("timezone")(check_timezone)
 
 
 class TokenOut(BaseModel):
@@ -80,4 +72,18 @@ class TokenCreated(TokenOut):
 
 class TokenCreate(InputModel):
     name: str = Field(min_length=1, max_length=100)
-    expires_at: datetime | None = Field(default=None, description="UTC; none = never expires")
+    expires_at: AwareDatetime | None = Field(
+        default=None,
+        description="With a UTC offset. Omitted: never, or when the token making the request "
+        "expires if it does (a token cannot create one that outlives it).",
+    )
+
+
+class DirectoryEntry(BaseModel):
+    """An active user, as anyone may find them to pick an owner, participant or assignee."""
+
+    id: uuid.UUID
+    display_name: str
+    ministry: str
+    role: Role
+    email: str | None = Field(description="Shown to users of the co-lead ministries only")

@@ -8,16 +8,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import clock
+from app.auth import permissions
 from app.auth.models import ApiToken, User
 from app.auth.schemas import TokenCreate, UserCreate, UserUpdate
 from app.auth.security import hash_password, hash_token, new_token, verify_password
-from app.errors import Conflict, Forbidden, InvalidInput, NotFound
+from app.errors import Conflict, InvalidInput, NotFound
+from app.kit.pagination import Key, Order, paginate
+from app.ministries.models import Ministry
 from app.ministries.service import get_by_code
+from app.models_base import apply_changes, requested_changes
 
 # last_used_at is refreshed at most this often per token, to keep reads read-only.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -25,15 +29,18 @@ LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: a user, and the token they used (None for a web session)."""
+    """Who is calling: a user, and the token they used (None for a web session or the
+    operator at the command line) with its expiry."""
 
     user: User
     token_id: uuid.UUID | None = None
+    token_expires_at: datetime | None = None
 
 
-async def get_user(session: AsyncSession, user_id: uuid.UUID) -> User:
+async def _visible_user(session: AsyncSession, by: User, user_id: uuid.UUID) -> User:
+    """The user if the caller may see them (active, or managed by the caller); 404 if not."""
     user = await session.get(User, user_id)
-    if user is None:
+    if user is None or not permissions.sees_user(by, user):
         raise NotFound("No such user")
     return user
 
@@ -42,12 +49,94 @@ async def find_user_by_email(session: AsyncSession, email: str) -> User | None:
     return await session.scalar(select(User).where(User.email == email.strip().lower()))
 
 
-async def list_users(session: AsyncSession) -> Sequence[User]:
-    return (await session.scalars(select(User).order_by(User.email))).all()
+USERS_ORDER = Order("users", Key(User.email, "str"))
+DIRECTORY_ORDER = Order(
+    "directory", Key(func.lower(User.display_name), "str"), Key(User.id, "uuid")
+)
+TOKENS_ORDER = Order("tokens", Key(ApiToken.created_at, "datetime"), Key(ApiToken.id, "uuid"))
 
 
-async def create_user(session: AsyncSession, data: UserCreate) -> User:
+async def managed_ministry_ids(session: AsyncSession, by: User) -> list[uuid.UUID]:
+    ministries = (await session.scalars(select(Ministry))).all()
+    return [m.id for m in ministries if permissions.manages_ministry(by, m)]
+
+
+async def list_users(
+    session: AsyncSession, by: User, *, limit: int, cursor: str | None
+) -> tuple[list[User], str | None]:
+    """The users an admin manages (their ministry's; a co-lead admin's also every
+    partner's), by email."""
+    permissions.require(permissions.is_admin(by), "Managing users needs the admin role")
+    query = select(User).where(User.ministry_id.in_(await managed_ministry_ids(session, by)))
+    return await paginate(session, query, USERS_ORDER, limit=limit, cursor=cursor)
+
+
+def directory_query(
+    by: User, *, q: str | None, ministry: str | None, roles: Sequence[str]
+) -> Select[User]:
+    """Active users; ``q`` matches the display name (and, for co-lead callers, the email)
+    in any case."""
+    query = select(User).where(User.active)
+    if ministry:
+        query = query.where(
+            User.ministry_id
+            == select(Ministry.id).where(Ministry.code == ministry.upper()).scalar_subquery()
+        )
+    if roles:
+        query = query.where(User.role.in_(roles))
+    if q and q.strip():
+        needle = q.strip().lower()
+        matches = [func.lower(User.display_name).contains(needle, autoescape=True)]
+        if permissions.sees_emails(by):
+            matches.append(User.email.contains(needle, autoescape=True))
+        query = query.where(or_(*matches))
+    return query
+
+
+async def directory(
+    session: AsyncSession,
+    by: User,
+    *,
+    q: str | None,
+    ministry: str | None,
+    roles: Sequence[str],
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[User], str | None]:
+    """Active users by display name, for anyone to find an owner, participant or assignee."""
+    query = directory_query(by, q=q, ministry=ministry, roles=roles)
+    return await paginate(session, query, DIRECTORY_ORDER, limit=limit, cursor=cursor)
+
+
+def _may_manage_in(by: User, ministry: Ministry) -> None:
+    permissions.require(
+        permissions.manages_ministry(by, ministry), f"You may not manage users of {ministry.code}"
+    )
+
+
+def _may_grant(by: User, role: str) -> None:
+    permissions.require(
+        permissions.may_grant_role(by, role), f"role: you may not grant {role}, above your own"
+    )
+
+
+def _may_set_co_chair(by: User) -> None:
+    """The co_chair field, whatever its value, is for DOE and METI admins only."""
+    permissions.require(
+        permissions.may_set_co_chair(by),
+        "co_chair: only admins of DOE and METI may set the co-chair flag",
+    )
+
+
+async def create_user(session: AsyncSession, data: UserCreate, *, by: User | None) -> User:
+    """Create a user. ``by`` is the admin asking; None is the operator at the command line,
+    who answers to no role."""
     ministry = await get_by_code(session, data.ministry)
+    if by is not None:
+        _may_manage_in(by, ministry)
+        _may_grant(by, data.role)
+        if "co_chair" in data.model_fields_set:
+            _may_set_co_chair(by)
     email = data.email.strip().lower()
     if await session.scalar(select(func.count()).where(User.email == email)):
         raise Conflict(f"A user with email {email} already exists")
@@ -75,13 +164,24 @@ async def create_user(session: AsyncSession, data: UserCreate) -> User:
     return user
 
 
-async def update_user(session: AsyncSession, user: User, data: UserUpdate) -> User:
-    changes = data.model_dump(exclude_unset=True)
-    for field in ("display_name", "role", "language", "timezone", "co_chair", "active"):
-        if field in changes:
-            if changes[field] is None:
-                raise InvalidInput(field, "may not be null")
-            setattr(user, field, changes[field])
+# What a PATCH may change but not clear.
+_REQUIRED_USER_FIELDS = frozenset(
+    {"display_name", "role", "language", "timezone", "co_chair", "active"}
+)
+
+
+async def update_user(
+    session: AsyncSession, user_id: uuid.UUID, data: UserUpdate, *, by: User
+) -> User:
+    permissions.require(permissions.is_admin(by), "Managing users needs the admin role")
+    user = await _visible_user(session, by, user_id)
+    _may_manage_in(by, user.ministry)
+    changes = requested_changes(data, _REQUIRED_USER_FIELDS)
+    if "role" in changes:
+        _may_grant(by, changes["role"])
+    if "co_chair" in changes:
+        _may_set_co_chair(by)
+    apply_changes(user, {k: v for k, v in changes.items() if k != "password"})
     if changes.get("password"):
         user.password_hash = await asyncio.to_thread(hash_password, changes["password"])
     await session.flush()
@@ -96,19 +196,29 @@ async def authenticate_password(session: AsyncSession, email: str, password: str
 
 
 async def create_token(
-    session: AsyncSession, user: User, data: TokenCreate
+    session: AsyncSession, principal: Principal, data: TokenCreate
 ) -> tuple[ApiToken, str]:
+    """A new token for the caller. A token cannot create one that outlives it: without an
+    expiry the new token expires with the one making the request."""
     now = clock.now()
-    if data.expires_at is not None and data.expires_at <= now:
+    ceiling = principal.token_expires_at
+    expires_at = data.expires_at if data.expires_at is not None else ceiling
+    if expires_at is not None and expires_at <= now:
         raise InvalidInput("expires_at", "must be in the future")
+    if ceiling is not None and expires_at is not None and expires_at > ceiling:
+        raise InvalidInput(
+            "expires_at",
+            f"must be no later than {ceiling.isoformat()}, when the token making this "
+            "request expires",
+        )
     plaintext = new_token()
     token = ApiToken(
-        user_id=user.id,
+        user_id=principal.user.id,
         name=data.name,
         token_hash=hash_token(plaintext),
         prefix=plaintext[:8],
         created_at=now,
-        expires_at=data.expires_at,
+        expires_at=expires_at,
     )
     session.add(token)
     await session.flush()
@@ -116,22 +226,37 @@ async def create_token(
 
 
 async def list_tokens(
-    session: AsyncSession, principal: Principal, user_id: uuid.UUID | None
-) -> Sequence[ApiToken]:
-    query = select(ApiToken).order_by(ApiToken.created_at, ApiToken.id)
-    if principal.user.role != "admin":
-        if user_id is not None and user_id != principal.user.id:
-            raise Forbidden("Only admins may list other users' tokens")
-        user_id = principal.user.id
-    if user_id is not None:
-        query = query.where(ApiToken.user_id == user_id)
-    return (await session.scalars(query)).all()
+    session: AsyncSession,
+    principal: Principal,
+    user_id: uuid.UUID | None,
+    *,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[ApiToken], str | None]:
+    """The caller's tokens, or (admins) those of a user they manage, oldest first."""
+    by = principal.user
+    if user_id is not None and user_id != by.id:
+        owner = await _visible_user(session, by, user_id)
+        permissions.require(
+            permissions.manages_tokens_of(by, owner),
+            "Only the admins who manage a user may list their tokens",
+        )
+    query = select(ApiToken).where(ApiToken.user_id == (user_id or by.id))
+    return await paginate(session, query, TOKENS_ORDER, limit=limit, cursor=cursor)
 
 
 async def revoke_token(session: AsyncSession, principal: Principal, token_id: uuid.UUID) -> None:
-    token = await session.get(ApiToken, token_id)
-    if token is None or (principal.user.role != "admin" and token.user_id != principal.user.id):
+    """Revoke a token of the caller's own or of a user they manage; others' are 404."""
+    row = (
+        await session.execute(
+            select(ApiToken, User)
+            .join(User, User.id == ApiToken.user_id)
+            .where(ApiToken.id == token_id)
+        )
+    ).first()
+    if row is None or not permissions.manages_tokens_of(principal.user, row[1]):
         raise NotFound("No such token")
+    token = row[0]
     if token.revoked_at is None:
         token.revoked_at = clock.now()
         await session.flush()
@@ -159,7 +284,7 @@ async def principal_for_token(session: AsyncSession, plaintext: str) -> tuple[Pr
     if token.expires_at is not None and token.expires_at <= now:
         raise LookupError
     stale = token.last_used_at is None or now - token.last_used_at >= LAST_USED_RESOLUTION
-    return Principal(user=user, token_id=token.id), stale
+    return Principal(user=user, token_id=token.id, token_expires_at=token.expires_at), stale
 
 
 async def touch_token(session: AsyncSession, token_id: uuid.UUID, at: datetime) -> None:

@@ -10,9 +10,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import clock
+from app.auth.permissions import manages_escalation_policies, require
 from app.auth.service import Principal
 from app.errors import InvalidInput, NotFound
 from app.escalation.models import EscalationPolicy, EscalationPolicyChange
+from app.kit.pagination import Key, Order, paginate
 
 # Incidents without a severity yet are held to the SEV3 ("normal") policy.
 FALLBACK_SEVERITY = "SEV3"
@@ -46,10 +48,15 @@ async def load(session: AsyncSession) -> dict[str, Policy]:
     return {row.severity: Policy.of(row) for row in rows}
 
 
-async def list_rows(session: AsyncSession) -> Sequence[EscalationPolicy]:
-    return (
-        await session.scalars(select(EscalationPolicy).order_by(EscalationPolicy.severity))
-    ).all()
+POLICIES_ORDER = Order("escalation-policies", Key(EscalationPolicy.severity, "str"))
+
+
+async def list_rows(
+    session: AsyncSession, *, limit: int, cursor: str | None
+) -> tuple[list[EscalationPolicy], str | None]:
+    return await paginate(
+        session, select(EscalationPolicy), POLICIES_ORDER, limit=limit, cursor=cursor
+    )
 
 
 def validate(new: Policy) -> None:
@@ -63,6 +70,10 @@ def validate(new: Policy) -> None:
 async def update(
     session: AsyncSession, principal: Principal, severity: str, new: Policy
 ) -> EscalationPolicy:
+    require(
+        manages_escalation_policies(principal.user),
+        "Only admins of DOE and METI change escalation policies",
+    )
     row = await session.get(EscalationPolicy, severity, with_for_update=True)
     if row is None:
         raise NotFound(f"No policy for {severity}")

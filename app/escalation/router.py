@@ -10,6 +10,7 @@ from app.deps import AdminUser, CurrentUser, Session
 from app.escalation import policies
 from app.escalation.models import EscalationPolicy
 from app.escalation.policies import Policy
+from app.kit.pagination import Cursor, Limit
 from app.schemas import InputModel, Page
 
 router = APIRouter(prefix="/api/v1/escalation-policies", tags=["escalation"])
@@ -47,14 +48,18 @@ def _out(row: EscalationPolicy) -> PolicyOut:
 
 
 @router.get("")
-async def list_escalation_policies(session: Session, _: CurrentUser) -> Page[PolicyOut]:
-    return Page(items=[_out(r) for r in await policies.list_rows(session)], next_cursor=None)
+async def list_escalation_policies(
+    session: Session, _: CurrentUser, limit: Limit = 50, cursor: Cursor = None
+) -> Page[PolicyOut]:
+    rows, next_cursor = await policies.list_rows(session, limit=limit, cursor=cursor)
+    return Page(items=[_out(r) for r in rows], next_cursor=next_cursor)
 
 
 @router.put("/{severity}")
 async def update_escalation_policy(
     severity: Severity, data: PolicyIn, session: Session, principal: AdminUser
 ) -> PolicyOut:
-    """Change one severity's SLA durations (admins; every change is recorded)."""
+    """Change one severity's SLA durations (admins of DOE and METI; every change is
+    recorded)."""
     row = await policies.update(session, principal, severity, Policy(severity, **data.model_dump()))
     return _out(row)

@@ -37,7 +37,8 @@ from app.incidents.schemas import (
 )
 from app.incidents.service import IncidentFilters, SortKey
 from app.incidents.vocabulary import Category, Severity, Status, Tlp
-from app.schemas import Page, decode_cursor, encode_cursor
+from app.kit.pagination import Cursor
+from app.schemas import Page
 from app.timeline import service as timeline
 from app.timeline.models import TimelineEvent
 
@@ -69,7 +70,7 @@ async def list_incidents(
     reported_before: datetime | None = None,
     sort: SortKey = "-reported_at",
     limit: Limit = 50,
-    cursor: str | None = None,
+    cursor: Cursor = None,
 ) -> Page[IncidentOut]:
     filters = IncidentFilters(
         status=list(status or []),
@@ -230,17 +231,11 @@ async def _events_page(
     limit: int,
     types: list[str] | None,
 ) -> Page[TimelineEventOut]:
-    after = int(decode_cursor(cursor, 1)[0]) if cursor else 0
-    events = list(
-        await timeline.page(session, incident_id, after_seq=after, limit=limit + 1, types=types)
+    events, next_cursor = await timeline.page(
+        session, incident_id, limit=limit, cursor=cursor, types=types
     )
-    more = len(events) > limit
-    events = events[:limit]
     refs = await user_refs(session, (e.actor_user_id for e in events))
-    return Page(
-        items=[event_out(e, refs) for e in events],
-        next_cursor=encode_cursor([events[-1].seq]) if more else None,
-    )
+    return Page(items=[event_out(e, refs) for e in events], next_cursor=next_cursor)
 
 
 @router.get("/incidents/{id_or_key}/timeline")
@@ -250,7 +245,7 @@ async def get_timeline(
     principal: CurrentUser,
     type: Annotated[list[str] | None, Query(description="Only events of these types")] = None,
     limit: Limit = 100,
-    cursor: str | None = None,
+    cursor: Cursor = None,
 ) -> Page[TimelineEventOut]:
     """Every change to the incident, oldest first, hash-chained."""
     incident = await service.get_visible(session, principal.user, id_or_key, details=False)
@@ -263,7 +258,7 @@ async def list_comments(
     session: Session,
     principal: CurrentUser,
     limit: Limit = 100,
-    cursor: str | None = None,
+    cursor: Cursor = None,
 ) -> Page[TimelineEventOut]:
     incident = await service.get_visible(session, principal.user, id_or_key, details=False)
     return await _events_page(

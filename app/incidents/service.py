@@ -6,18 +6,19 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-from sqlalchemy import ColumnElement, Select, func, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, Select, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import flag_modified
 
 from app import clock
 from app.auth.models import User
+from app.auth.permissions import require
 from app.auth.roles import at_least
 from app.auth.service import Principal
-from app.errors import AppError, Conflict, Forbidden, InvalidInput, NotFound
+from app.errors import AppError, Conflict, InvalidInput, NotFound
 from app.events import Event, emit, emit_many
 from app.incidents import states
 from app.incidents.actions_hook import action_counts, assignees_out_of_sight, cancel_open_actions
@@ -38,10 +39,10 @@ from app.incidents.schemas import (
 )
 from app.incidents.states import INCIDENT_LIFECYCLE, IncidentFacts
 from app.incidents.visibility import visible_to
+from app.kit.pagination import Key, Kind, Order, paginate
 from app.minerals.models import Mineral
 from app.ministries.models import CO_LEAD_CODES, Ministry
 from app.models_base import apply_changes, check_version, requested_changes
-from app.schemas import decode_cursor, encode_cursor
 from app.timeline.models import TimelineEvent
 from app.timeline.service import Actor
 
@@ -87,11 +88,6 @@ def may_name_participants(user: User, incident: Incident) -> bool:
     )
 
 
-def require(allowed: bool, message: str) -> None:
-    if not allowed:
-        raise Forbidden(message)
-
-
 # --- reading ----------------------------------------------------------------------------
 
 
@@ -126,13 +122,26 @@ SortKey = Literal[
     "severity",
     "-severity",
 ]
-_SORT_COLUMNS: dict[str, Any] = {
-    "reported_at": Incident.reported_at,
-    "updated_at": Incident.updated_at,
-    "key": Incident.number,
+_SORT_KEYS: dict[str, tuple[Any, Kind]] = {
+    "reported_at": (Incident.reported_at, "datetime"),
+    "updated_at": (Incident.updated_at, "datetime"),
+    "key": (Incident.number, "int"),
     # Unset severity sorts after SEV4.
-    "severity": func.coalesce(Incident.severity, "SEV9"),
+    "severity": (func.coalesce(Incident.severity, "SEV9"), "str"),
 }
+
+
+def _order(sort: str) -> Order:
+    """The sort key, ties broken by id in the same direction (one range on the (key, id)
+    index)."""
+    expr, kind = _SORT_KEYS[sort.lstrip("-")]
+    descending = sort.startswith("-")
+    return Order(
+        f"incidents:{sort}", Key(expr, kind, descending), Key(Incident.id, "uuid", descending)
+    )
+
+
+INCIDENT_ORDERS = {sort: _order(sort) for sort in get_args(SortKey)}
 
 
 @dataclass
@@ -203,47 +212,9 @@ async def list_visible(
     cursor: str | None = None,
 ) -> tuple[Sequence[Incident], str | None]:
     """One page of the incidents the user may see, keyset-paginated on (sort key, id)."""
-    descending = sort.startswith("-")
-    column = _SORT_COLUMNS[sort.lstrip("-")]
-    query = _filtered(user, filters)
-    if cursor:
-        raw_value, raw_id = decode_cursor(cursor, 2)
-        value = _cursor_value(sort.lstrip("-"), raw_value)
-        last_id = uuid.UUID(str(raw_id))
-        # A row comparison, which PostgreSQL resolves as one range on the (key, id) index.
-        position = tuple_(column, Incident.id)
-        cursor_position = tuple_(value, last_id, types=[column.type, Incident.id.type])
-        query = query.where(
-            position < cursor_position if descending else position > cursor_position
-        )
-    order = (column.desc(), Incident.id.desc()) if descending else (column.asc(), Incident.id.asc())
-    rows = (await session.scalars(query.order_by(*order).limit(limit + 1))).all()
-    page, more = rows[:limit], len(rows) > limit
-    next_cursor = None
-    if more:
-        last = page[-1]
-        next_cursor = encode_cursor([_sort_value(sort.lstrip("-"), last), str(last.id)])
-    return page, next_cursor
-
-
-def _sort_value(name: str, incident: Incident) -> Any:
-    if name == "key":
-        return incident.number
-    if name == "severity":
-        return incident.severity or "SEV9"
-    value: datetime = getattr(incident, name)
-    return value.isoformat()
-
-
-def _cursor_value(name: str, raw: Any) -> Any:
-    try:
-        if name == "key":
-            return int(raw)
-        if name == "severity":
-            return str(raw)
-        return datetime.fromisoformat(str(raw))
-    except (TypeError, ValueError):
-        raise InvalidInput("cursor", "malformed cursor", location="query") from None
+    return await paginate(
+        session, _filtered(user, filters), INCIDENT_ORDERS[sort], limit=limit, cursor=cursor
+    )
 
 
 async def possible_duplicates(

@@ -7,7 +7,8 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from app.deps import CurrentUser, Limit, Session
+from app.deps import CurrentUser, Session
+from app.kit.pagination import Cursor, Limit
 from app.notifications import service
 from app.notifications.models import Notification
 from app.schemas import Page
@@ -39,7 +40,7 @@ async def list_notifications(
     principal: CurrentUser,
     unread: bool = False,
     limit: Limit = 50,
-    cursor: str | None = None,
+    cursor: Cursor = None,
 ) -> Page[NotificationOut]:
     """Your notifications: unread first, newest first."""
     rows, next_cursor = await service.inbox(

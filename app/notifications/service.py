@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 
-from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import clock
 from app.auth.models import User
-from app.errors import InvalidInput, NotFound
+from app.errors import NotFound
 from app.incidents.models import Incident
 from app.incidents.visibility import visible_to
+from app.kit.pagination import Key, Order, paginate
 from app.notifications.models import Notification
-from app.schemas import decode_cursor, encode_cursor
 
 
 def _mine(user: User) -> list[ColumnElement[bool]]:
@@ -27,51 +26,23 @@ def _mine(user: User) -> list[ColumnElement[bool]]:
     ]
 
 
+# Unread first, then newest first.
+INBOX_ORDER = Order(
+    "notifications",
+    Key(Notification.read_at.is_not(None), "bool"),
+    Key(Notification.created_at, "datetime", descending=True),
+    Key(Notification.id, "uuid", descending=True),
+)
+
+
 async def inbox(
     session: AsyncSession, user: User, *, unread_only: bool, limit: int, cursor: str | None
-) -> tuple[Sequence[Notification], str | None]:
-    """Unread first, then newest first; keyset-paginated on (read?, created_at, id)."""
+) -> tuple[list[Notification], str | None]:
+    """Unread first, then newest first."""
     query = select(Notification).where(*_mine(user))
     if unread_only:
         query = query.where(Notification.read_at.is_(None))
-    is_read = Notification.read_at.is_not(None)
-    if cursor:
-        raw_read, raw_at, raw_id = decode_cursor(cursor, 3)
-        try:
-            from datetime import datetime
-
-            at, last_id, was_read = (
-                datetime.fromisoformat(raw_at),
-                uuid.UUID(raw_id),
-                bool(raw_read),
-            )
-        except (TypeError, ValueError):
-            raise InvalidInput("cursor", "malformed cursor", location="query") from None
-        same_group_after = and_(
-            or_(
-                Notification.created_at < at,
-                and_(Notification.created_at == at, Notification.id < last_id),
-            )
-        )
-        if was_read:
-            query = query.where(is_read, same_group_after)
-        else:
-            query = query.where(or_(is_read, same_group_after))
-    rows = (
-        await session.scalars(
-            query.order_by(is_read, Notification.created_at.desc(), Notification.id.desc()).limit(
-                limit + 1
-            )
-        )
-    ).all()
-    page, more = rows[:limit], len(rows) > limit
-    next_cursor = None
-    if more:
-        last = page[-1]
-        next_cursor = encode_cursor(
-            [last.read_at is not None, last.created_at.isoformat(), str(last.id)]
-        )
-    return page, next_cursor
+    return await paginate(session, query, INBOX_ORDER, limit=limit, cursor=cursor)
 
 
 async def mark_read(session: AsyncSession, user: User, notification_id: uuid.UUID) -> Notification:

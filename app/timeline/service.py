@@ -22,6 +22,7 @@ from app import clock
 from app.auth.service import Principal
 from app.db import table_of
 from app.incidents.models import Incident
+from app.kit.pagination import Key, Order, paginate
 from app.schemas import json_safe
 from app.timeline.models import TimelineEvent
 
@@ -171,23 +172,22 @@ async def record_many(session: AsyncSession, new_events: Sequence[NewEvent]) -> 
     return events
 
 
+TIMELINE_ORDER = Order("timeline", Key(TimelineEvent.seq, "int"))
+
+
 async def page(
     session: AsyncSession,
     incident_id: uuid.UUID,
     *,
-    after_seq: int,
     limit: int,
+    cursor: str | None,
     types: Sequence[str] | None = None,
-) -> Sequence[TimelineEvent]:
-    query = (
-        select(TimelineEvent)
-        .where(TimelineEvent.incident_id == incident_id, TimelineEvent.seq > after_seq)
-        .order_by(TimelineEvent.seq)
-        .limit(limit)
-    )
+) -> tuple[list[TimelineEvent], str | None]:
+    """One page of an incident's events, oldest first (optionally of some types only)."""
+    query = select(TimelineEvent).where(TimelineEvent.incident_id == incident_id)
     if types:
         query = query.where(TimelineEvent.type.in_(types))
-    return (await session.scalars(query)).all()
+    return await paginate(session, query, TIMELINE_ORDER, limit=limit, cursor=cursor)
 
 
 @dataclass(frozen=True)

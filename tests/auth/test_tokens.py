@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import httpx
 import pytest
@@ -116,18 +117,25 @@ async def test_users_cannot_see_or_revoke_others_tokens(
     assert (await client.get("/api/v1/me", headers=bob.headers)).status_code == 200
 
 
-async def test_admin_may_list_and_revoke_any_token(
+async def test_admin_lists_and_revokes_the_tokens_of_their_own_ministry_only(
     client: httpx.AsyncClient, make_actor: MakeActor
 ):
-    admin, bob = await make_actor("admin"), await make_actor("viewer", "METI")
-    bob_tokens = (
-        await client.get(f"/api/v1/tokens?user_id={bob.id}", headers=admin.headers)
-    ).json()
-    assert len(bob_tokens["items"]) == 1
-    token_id = bob_tokens["items"][0]["id"]
-    assert (
-        await client.delete(f"/api/v1/tokens/{token_id}", headers=admin.headers)
-    ).status_code == 204
+    meti_admin, doe_admin = await make_actor("admin", "METI"), await make_actor("admin", "DOE")
+    bob = await make_actor("viewer", "METI")
+    listed = await client.get(f"/api/v1/tokens?user_id={bob.id}", headers=meti_admin.headers)
+    assert listed.status_code == 200, listed.text
+    assert len(listed.json()["items"]) == 1
+    token_id = listed.json()["items"][0]["id"]
+    # Another ministry's admin may see that bob exists (the directory shows him) but not
+    # his tokens, and cannot even find one by id.
+    peek = await client.get(f"/api/v1/tokens?user_id={bob.id}", headers=doe_admin.headers)
+    assert_problem(peek, 403)
+    assert_problem(
+        await client.delete(f"/api/v1/tokens/{token_id}", headers=doe_admin.headers), 404
+    )
+    assert (await client.get("/api/v1/me", headers=bob.headers)).status_code == 200
+    revoked = await client.delete(f"/api/v1/tokens/{token_id}", headers=meti_admin.headers)
+    assert revoked.status_code == 204
     assert_problem(await client.get("/api/v1/me", headers=bob.headers), 401)
 
 
@@ -142,3 +150,96 @@ async def test_tokens_never_reach_the_logs(
     await client.get("/api/v1/me", headers={"Authorization": "Bearer rrg_wrong"})
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert new_token not in logged and actor.token not in logged
+
+
+async def test_naive_expiry_is_422_naming_expires_at(
+    client: httpx.AsyncClient, make_actor: MakeActor
+):
+    actor = await make_actor("viewer")
+    for naive in ("2031-01-01T00:00:00", "2031-01-01"):
+        response = await client.post(
+            "/api/v1/tokens", json={"name": "x", "expires_at": naive}, headers=actor.headers
+        )
+        body = assert_problem(response, 422)
+        assert body["errors"][0]["field"] == "expires_at", body
+    listing = (await client.get("/api/v1/tokens", headers=actor.headers)).json()["items"]
+    assert [t["name"] for t in listing] == ["test"]
+
+
+async def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_a_token_cannot_create_a_token_that_outlives_it(
+    client: httpx.AsyncClient, make_actor: MakeActor
+):
+    actor = await make_actor("responder")
+    limit = datetime.now(UTC).replace(microsecond=0) + timedelta(days=7)
+    parent = await client.post(
+        "/api/v1/tokens",
+        json={"name": "week", "expires_at": limit.isoformat()},
+        headers=actor.headers,
+    )
+    assert parent.status_code == 201, parent.text
+    week = await bearer(parent.json()["token"])
+
+    # Without an expiry, the new token expires with the one that made it.
+    child = await client.post("/api/v1/tokens", json={"name": "child"}, headers=week)
+    assert child.status_code == 201, child.text
+    assert datetime.fromisoformat(child.json()["expires_at"]) == limit
+
+    # Later than the parent (even by a second, even written in another offset): refused.
+    later = (limit + timedelta(seconds=1)).astimezone(timezone(timedelta(hours=9)))
+    refused = await client.post(
+        "/api/v1/tokens", json={"name": "later", "expires_at": later.isoformat()}, headers=week
+    )
+    body = assert_problem(refused, 422)
+    assert body["errors"][0]["field"] == "expires_at" and limit.isoformat() in body["detail"]
+
+    # Earlier is fine, and binds the next generation in turn.
+    sooner = limit - timedelta(days=6)
+    day = await client.post(
+        "/api/v1/tokens", json={"name": "day", "expires_at": sooner.isoformat()}, headers=week
+    )
+    assert day.status_code == 201, day.text
+    grandchild = await client.post(
+        "/api/v1/tokens",
+        json={"name": "grandchild", "expires_at": limit.isoformat()},
+        headers=await bearer(day.json()["token"]),
+    )
+    assert assert_problem(grandchild, 422)["errors"][0]["field"] == "expires_at"
+
+    # A token without an expiry may create tokens without one.
+    free = await client.post("/api/v1/tokens", json={"name": "free"}, headers=actor.headers)
+    assert free.status_code == 201 and free.json()["expires_at"] is None
+    names = {
+        t["name"]
+        for t in (await client.get("/api/v1/tokens", headers=actor.headers)).json()["items"]
+    }
+    assert names == {"test", "week", "child", "day", "free"}
+
+
+async def test_token_list_pages_through_every_token_in_a_fixed_number_of_queries(
+    client: httpx.AsyncClient, make_actor: MakeActor, count_queries: Any
+):
+    actor = await make_actor("viewer")
+    for n in range(6):
+        created = await client.post("/api/v1/tokens", json={"name": f"t{n}"}, headers=actor.headers)
+        assert created.status_code == 201
+    await client.get("/api/v1/me", headers=actor.headers)  # last_used_at is fresh now
+    seen: list[str] = []
+    cursor = None
+    queries = []
+    while True:
+        params: dict[str, Any] = {"limit": 3, **({"cursor": cursor} if cursor else {})}
+        counter = count_queries()
+        page = await client.get("/api/v1/tokens", params=params, headers=actor.headers)
+        queries.append(len(counter.queries))
+        assert page.status_code == 200, page.text
+        seen += [t["name"] for t in page.json()["items"]]
+        cursor = page.json()["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == ["test", *(f"t{n}" for n in range(6))]
+    # The caller's token, then the page: two queries whatever the page holds.
+    assert queries == [2, 2, 2], queries

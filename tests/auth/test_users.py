@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import httpx
 
 from app.auth import service as auth_service
 from app.db import Database
-from tests.conftest import MakeActor, assert_problem
+from tests.conftest import MakeActor, QueryCounter, assert_problem
 
 NEW_USER = {
     "email": "Kenji.Sato@Meti.Example.JP",
@@ -21,7 +22,7 @@ NEW_USER = {
 async def test_admin_creates_a_user_with_ministry_defaults(
     client: httpx.AsyncClient, make_actor: MakeActor
 ):
-    admin = await make_actor("admin")
+    admin = await make_actor("admin", "METI")
     response = await client.post("/api/v1/users", json=NEW_USER, headers=admin.headers)
     assert response.status_code == 201, response.text
     body = response.json()
@@ -42,7 +43,7 @@ async def test_viewer_may_not_create_users(client: httpx.AsyncClient, make_actor
 async def test_duplicate_email_is_409_whatever_its_case(
     client: httpx.AsyncClient, make_actor: MakeActor
 ):
-    admin = await make_actor("admin")
+    admin = await make_actor("admin", "METI")
     assert (await client.post("/api/v1/users", json=NEW_USER, headers=admin.headers)).is_success
     again = {**NEW_USER, "email": NEW_USER["email"].upper()}
     assert_problem(await client.post("/api/v1/users", json=again, headers=admin.headers), 409)
@@ -53,7 +54,7 @@ async def test_duplicate_email_is_409_whatever_its_case(
 async def test_bad_bodies_are_422_naming_the_field(
     client: httpx.AsyncClient, make_actor: MakeActor
 ):
-    admin = await make_actor("admin")
+    admin = await make_actor("admin", "METI")
     cases = {
         "email": {**NEW_USER, "email": "not-an-email"},
         "role": {**NEW_USER, "role": "emperor"},
@@ -92,7 +93,7 @@ async def test_malformed_json_is_422(client: httpx.AsyncClient, make_actor: Make
 async def test_patch_deactivates_and_the_token_stops_at_once(
     client: httpx.AsyncClient, make_actor: MakeActor
 ):
-    admin, viewer = await make_actor("admin"), await make_actor("viewer", "METI")
+    admin, viewer = await make_actor("admin", "METI"), await make_actor("viewer", "METI")
     assert (await client.get("/api/v1/me", headers=viewer.headers)).status_code == 200
     patched = await client.patch(
         f"/api/v1/users/{viewer.id}",
@@ -151,7 +152,7 @@ async def test_concurrent_writers_wait_instead_of_failing(
 ):
     import asyncio
 
-    admin = await make_actor("admin")
+    admin = await make_actor("admin", "METI")
 
     async def create(n: int) -> int:
         payload = {**NEW_USER, "email": f"user{n}@meti.example.jp"}
@@ -161,3 +162,54 @@ async def test_concurrent_writers_wait_instead_of_failing(
     assert statuses == [201] * 25
     users = (await client.get("/api/v1/users", headers=admin.headers)).json()["items"]
     assert len(users) == 26
+
+
+async def test_user_list_pages_by_email_in_a_fixed_number_of_queries(
+    client: httpx.AsyncClient, make_actor: MakeActor, count_queries: Any
+):
+    admin = await make_actor("admin", "METI")
+    for n in range(5):
+        await make_actor("viewer", "METI", email=f"u{n}@meti.example.jp")
+    await make_actor("viewer", "DOE")  # not this admin's
+    await client.get("/api/v1/me", headers=admin.headers)  # last_used_at is fresh
+    emails: list[str] = []
+    counts: list[int] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        counter: QueryCounter = count_queries()
+        page = await client.get("/api/v1/users", params=params, headers=admin.headers)
+        counts.append(len(counter.queries))
+        assert page.status_code == 200, page.text
+        emails += [u["email"] for u in page.json()["items"]]
+        cursor = page.json()["next_cursor"]
+        if cursor is None:
+            break
+    assert emails == sorted([admin.user.email, *(f"u{n}@meti.example.jp" for n in range(5))])
+    # The caller, the ministries in their scope, the page (each user's ministry joined).
+    assert counts == [3, 3, 3], counts
+
+
+def test_nobody_grants_a_role_above_their_own():
+    from app.auth.permissions import may_grant_role
+    from app.auth.roles import ROLES
+
+    granted = {(a, r) for a in ROLES for r in ROLES if may_grant_role(_user(a), r)}
+    assert granted == {
+        ("viewer", "viewer"),
+        ("responder", "viewer"),
+        ("responder", "responder"),
+        ("lead", "viewer"),
+        ("lead", "responder"),
+        ("lead", "lead"),
+        ("admin", "viewer"),
+        ("admin", "responder"),
+        ("admin", "lead"),
+        ("admin", "admin"),
+    }
+
+
+def _user(role: str) -> Any:
+    from app.auth.models import User
+
+    return User(role=role)
