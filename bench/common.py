@@ -6,9 +6,16 @@ import os
 import statistics
 from dataclasses import dataclass
 
+from app.config import Settings
+
 BENCH_POSTGRES_URL = os.environ.get(
     "RRG_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/rrg_bench"
 )
+
+
+def audit_key() -> bytes:
+    """The timeline key the service uses in this environment (sweeps append to timelines)."""
+    return Settings().audit_key_bytes()
 
 
 @dataclass

@@ -8,10 +8,6 @@ one outbox event and one notification per recipient, and nothing else was writte
 
 from __future__ import annotations
 
-import asyncio
-import os
-import subprocess
-import sys
 import uuid
 from collections import Counter
 from typing import Any
@@ -27,7 +23,7 @@ from app.escalation.sweep import sweep
 from app.notifications.models import Notification
 from app.outbox.models import OutboxEvent
 from app.timeline.models import TimelineEvent
-from tests.conftest import REPO_ROOT, Actor
+from tests.conftest import Actor, run_rrg
 from tests.escalation.helpers import (
     DAY,
     HOUR,
@@ -472,20 +468,6 @@ async def test_dry_run_reports_what_a_sweep_would_do_and_changes_nothing(
     assert sum((await consistent_trail(db)).ledger_keys().values()) == 9
 
 
-async def rrg(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "RRG_DATABASE_URL": database_url, "PYTHONPATH": str(REPO_ROOT)}
-    return await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "app", *args],
-        env=env,
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 @pytest.mark.slow
 async def test_sweep_command(
     client: httpx.AsyncClient, db: Database, frozen: Clock, team: Team, database_url: str
@@ -496,7 +478,7 @@ async def test_sweep_command(
     expected = await sweep(db, T0 + 3 * DAY, dry_run=True)
     lines = sorted(r.describe() for r in expected.escalations)
 
-    dry = await rrg(database_url, "sweep", "--at", at, "--dry-run")
+    dry = await run_rrg(database_url, "sweep", "--at", at, "--dry-run")
     assert dry.returncode == 0, dry.stdout + dry.stderr
     *printed, summary = dry.stdout.splitlines()
     assert summary == f"would escalate 9 item-levels at {at}"
@@ -507,7 +489,7 @@ async def test_sweep_command(
     )
     assert await state(db) == before
 
-    real = await rrg(database_url, "sweep", "--at", at)
+    real = await run_rrg(database_url, "sweep", "--at", at)
     assert real.returncode == 0, real.stdout + real.stderr
     *printed, summary = real.stdout.splitlines()
     assert summary == f"escalated 9 item-levels at {at}"
