@@ -46,6 +46,10 @@ from tests.escalation.helpers import (
 from tests.incidents.helpers import move
 
 
+class Crash(BaseException):
+    """The process dying mid-sweep (as a kill would): not a failure the sweep handles."""
+
+
 def emails(*actors: Actor) -> frozenset[str]:
     return frozenset(a.user.email for a in actors)
 
@@ -389,10 +393,10 @@ async def test_a_crash_before_commit_leaves_no_trace(
             select(func.count()).select_from(Notification)
         )
         written["outbox"] = await session.scalar(select(func.count()).select_from(OutboxEvent))
-        raise RuntimeError("power cut")  # ...and the commit never happens
+        raise Crash("power cut")  # ...and the commit never happens
 
     monkeypatch.setattr(sweep_module, "BEFORE_COMMIT", power_cut)
-    with pytest.raises(RuntimeError, match="power cut"):
+    with pytest.raises(Crash, match="power cut"):
         await sweep(db, at)
     assert written == {"ledger": 3, "events": 3, "notifications": 6, "outbox": 3}
     assert await state(db) == before
@@ -424,10 +428,10 @@ async def test_a_crash_mid_sweep_keeps_committed_batches_and_the_next_sweep_fini
         nonlocal calls
         calls += 1
         if calls == 2:
-            raise RuntimeError("killed")
+            raise Crash("killed")
 
     monkeypatch.setattr(sweep_module, "BEFORE_COMMIT", crash_on_second_batch)
-    with pytest.raises(RuntimeError, match="killed"):
+    with pytest.raises(Crash, match="killed"):
         await sweep(db, at)
     found = await consistent_trail(db)  # the triage batch committed, the action batch did not
     assert found.ledger_keys() == Counter({("triage", untriaged["id"], n): 1 for n in (1, 2)})
