@@ -264,7 +264,8 @@ def sweep(
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Change nothing")] = False,
 ) -> None:
-    """Run one escalation sweep and print each escalation (item, level, recipients)."""
+    """Run one escalation sweep and print each escalation (item, level, recipients); exits 1
+    after printing what could not be done, if anything."""
     from app.escalation.sweep import sweep as run_sweep
 
     when = None if at is None else at if at.tzinfo else at.replace(tzinfo=UTC)
@@ -279,6 +280,10 @@ def sweep(
         for record in report.escalations:
             typer.echo(record.describe())
         typer.echo(f"{verb} {len(report.escalations)} item-levels at {report.at.isoformat()}")
+        for failure in report.failures:
+            typer.secho(failure.describe(), fg=typer.colors.RED, err=True)
+        if report.failures:
+            raise typer.Exit(code=1)
 
     asyncio.run(main())
 
