@@ -157,7 +157,7 @@ async def record_many(session: AsyncSession, new_events: Sequence[NewEvent]) -> 
             )
         ).all()
     }
-    key = audit_key(session)
+    secret = audit_key(session)
     now = clock.now()
     active: dict[uuid.UUID, datetime] = {}
     events: list[TimelineEvent] = []
@@ -175,7 +175,7 @@ async def record_many(session: AsyncSession, new_events: Sequence[NewEvent]) -> 
             data=json_safe(new.data),
             prev_hash=prev_hash,
         )
-        event.hash = keyed_hash(key, message_of(event))
+        event.hash = keyed_hash(secret, message_of(event))
         heads[new.incident_id] = (event.seq, event.hash)
         if new.actor.kind != "system":
             active[new.incident_id] = event.at
@@ -236,19 +236,19 @@ async def verify(session: AsyncSession, incident_key: str | None = None) -> list
     query = select(Incident.id, Incident.key, Incident.event_count, Incident.last_event_hash)
     if incident_key is not None:
         query = query.where(Incident.key == incident_key)
-    key = audit_key(session)
+    secret = audit_key(session)
     broken: list[BrokenLink] = []
-    for incident_id, incident_key, count, head_hash in (
+    for incident_id, key, count, head_hash in (
         await session.execute(query.order_by(Incident.number))
     ).all():
-        problem = await _verify_chain(session, key, incident_id, count, head_hash)
+        problem = await _verify_chain(session, secret, incident_id, count, head_hash)
         if problem is not None:
-            broken.append(BrokenLink(incident_key, *problem))
+            broken.append(BrokenLink(key, *problem))
     return broken
 
 
 async def _verify_chain(
-    session: AsyncSession, key: bytes, incident_id: uuid.UUID, count: int, head_hash: str
+    session: AsyncSession, secret: bytes, incident_id: uuid.UUID, count: int, head_hash: str
 ) -> tuple[int, str] | None:
     expected_prev, expected_seq = GENESIS, 1
     stream = await session.stream_scalars(
@@ -262,7 +262,7 @@ async def _verify_chain(
             return expected_seq, f"event {expected_seq} is missing"
         if event.prev_hash != expected_prev:
             return event.seq, "its predecessor hash does not match the previous event"
-        if not hmac.compare_digest(keyed_hash(key, message_of(event)), event.hash):
+        if not hmac.compare_digest(keyed_hash(secret, message_of(event)), event.hash):
             return event.seq, "its content does not match its hash (altered)"
         expected_prev, expected_seq = event.hash, expected_seq + 1
     if expected_seq - 1 != count or (count and expected_prev != head_hash):
