@@ -12,15 +12,18 @@ Candidate queries touch only items already past their next threshold (partial in
 so a sweep's cost grows with the overdue work, not with the tables.
 
 Whatever the data, a sweep ends and one bad item or severity cannot hold up the rest:
-- the work is split into parts, one per (kind of item, severity), each under its own policy
-  (a stored policy that breaks the rules is replaced by SPEC §4's defaults, see
-  app.escalation.policies);
-- within a part, an item is escalated at most once: an item claimed again, or claimed with
-  nothing to raise, is excluded from the part's later claims, so every claim either
-  escalates something new or ends the part;
+- each severity is held to its own policy (a stored policy that breaks the rules gives way
+  to SPEC §4's defaults, see app.escalation.policies); a severity whose thresholds cannot
+  even be computed is left out of the sweep;
+- within a kind of item, an item is escalated at most once a sweep: an item claimed again,
+  or claimed with nothing to raise, is excluded from later claims, so every claim either
+  escalates something new or ends the kind;
 - a batch that fails is retried one item at a time; an item that fails alone is logged,
-  counted and excluded, and a part whose claim fails is logged, counted and abandoned
-  until the next sweep. The failures are in the report and in ``FAILURE_TOTALS``.
+  counted and excluded, and a kind whose claim fails is logged, counted and left until the
+  next sweep. The failures are in the report and in ``FAILURE_TOTALS``.
+One claim covers every severity (an OR of each severity's thresholds): a claim narrowed to
+one severity lets PostgreSQL start from the incidents of that severity instead of the
+partial index of escalatable actions, whatever the overdue work.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -50,7 +53,6 @@ from app.incidents.models import Incident, IncidentParticipant
 from app.incidents.service import may_triage
 from app.incidents.states import INCIDENT_LIFECYCLE
 from app.incidents.visibility import visible_pairs
-from app.incidents.vocabulary import SEVERITIES
 from app.ministries.models import CO_LEAD_CODES, Ministry
 from app.notifications.models import Notification
 from app.outbox.service import NewOutboxEvent, emit_many
@@ -92,7 +94,8 @@ class EscalationRecord:
 @dataclass(frozen=True)
 class SweepFailure:
     """Something the sweep could not do: a stored policy it could not use (kind
-    ``policy``), one item (``item_id``) or a whole part (kind and severity, no item)."""
+    ``policy``), one item (``item_id``), a severity's thresholds, or a whole kind of item
+    (severity ``all``)."""
 
     kind: str  # policy | action | triage | stale
     severity: str
@@ -140,9 +143,6 @@ class Directory:
     co_chairs: tuple[uuid.UUID, ...]
     unusable_policies: dict[str, str] = field(default_factory=dict)
 
-    def policy(self, severity: str | None) -> Policy:
-        return self.policies[severity or FALLBACK_SEVERITY]
-
     def leads_of(self, ministries: Sequence[str]) -> tuple[uuid.UUID, ...]:
         return tuple(uid for code in ministries for uid in self.leads.get(code, ()))
 
@@ -187,15 +187,15 @@ async def load_directory(session: AsyncSession) -> Directory:
     )
 
 
-def _of_severity(severity: str) -> ColumnElement[bool]:
-    """The incident is held to ``severity``'s policy (no severity yet: the fallback's)."""
-    return func.coalesce(Incident.severity, FALLBACK_SEVERITY) == severity
-
-
 def _incident_live() -> ColumnElement[bool]:
     """Not rejected or closed (constants inline, like ``is_open``)."""
     terminal = sorted(INCIDENT_LIFECYCLE.terminal)
     return Incident.status.not_in([literal(s, literal_execute=True) for s in terminal])
+
+
+def _pairs(result: Any) -> list[tuple[uuid.UUID, str]]:
+    """A claim's (item id, severity) rows."""
+    return [(item_id, str(severity)) for item_id, severity in result]
 
 
 async def _advance(
@@ -226,11 +226,12 @@ async def _advance(
 
 @dataclass(frozen=True)
 class Claim:
-    """Which items of one severity a claim may return: at most ``limit``, none of
-    ``excluded``, and only ``only`` when given."""
+    """What a claim may return: items due under their severity's policy (``due``: the
+    severities in ``policies``), at most ``limit``, none of ``excluded``, only ``only``
+    when given."""
 
-    severity: str
-    policy: Policy
+    policies: dict[str, Policy]
+    due: ColumnElement[bool]
     now: datetime
     limit: int
     excluded: frozenset[uuid.UUID] = frozenset()
@@ -245,6 +246,10 @@ class Claim:
         return where
 
 
+def _severity() -> Any:
+    return func.coalesce(Incident.severity, FALLBACK_SEVERITY)
+
+
 # --- actions ------------------------------------------------------------------------------
 
 
@@ -257,11 +262,18 @@ def action_level(policy: Policy, due_at: datetime, now: datetime) -> int:
     return 1 if due_at <= now else 0
 
 
-async def _claim_actions(session: AsyncSession, claim: Claim) -> list[uuid.UUID]:
-    p, now = claim.policy, claim.now
-    return list(
-        await session.scalars(
-            select(Action.id)
+def _action_due(p: Policy, now: datetime) -> ColumnElement[bool]:
+    return or_(
+        Action.escalation_level < 1,
+        and_(Action.escalation_level < 2, Action.due_at <= now - p.level2_after),
+        and_(Action.escalation_level < 3, Action.due_at <= now - p.level3_after),
+    )
+
+
+async def _claim_actions(session: AsyncSession, claim: Claim) -> list[tuple[uuid.UUID, str]]:
+    return _pairs(
+        await session.execute(
+            select(Action.id, _severity())
             .join(Incident, Incident.id == Action.incident_id)
             # The same predicate as the partial index ix_actions_escalatable_due_at, with its
             # constants inline: as bind parameters, the generic plan PostgreSQL switches a
@@ -270,13 +282,8 @@ async def _claim_actions(session: AsyncSession, claim: Claim) -> list[uuid.UUID]
             .where(
                 is_open(),
                 Action.escalation_level < literal(TOP_ACTION_LEVEL, literal_execute=True),
-                Action.due_at <= now,
-                or_(
-                    Action.escalation_level < 1,
-                    and_(Action.escalation_level < 2, Action.due_at <= now - p.level2_after),
-                    and_(Action.escalation_level < 3, Action.due_at <= now - p.level3_after),
-                ),
-                _of_severity(claim.severity),
+                Action.due_at <= claim.now,
+                claim.due,
                 _incident_live(),  # actions of rejected or closed incidents never escalate
                 *claim.narrow(Action.id),
             )
@@ -302,6 +309,7 @@ async def _escalate_actions(
                 Action.assignee_id,
                 Incident.id.label("incident_id"),
                 Incident.key,
+                _severity().label("severity"),
                 Incident.doe_owner_id,
                 Incident.meti_owner_id,
             )
@@ -310,7 +318,10 @@ async def _escalate_actions(
             .order_by(Action.due_at, Action.id)
         )
     ).all()
-    warranted = {row.id: action_level(claim.policy, row.due_at, claim.now) for row in rows}
+    rows = [row for row in rows if row.severity in claim.policies]
+    warranted = {
+        row.id: action_level(claim.policies[row.severity], row.due_at, claim.now) for row in rows
+    }
     moved = await _advance(
         session,
         table_of(Action).c.escalation_level,
@@ -359,22 +370,21 @@ def triage_level(policy: Policy, reported_at: datetime, now: datetime) -> int:
     return 1 if reported_at <= now - policy.triage_within else 0
 
 
-async def _claim_triage(session: AsyncSession, claim: Claim) -> list[uuid.UUID]:
-    p, now = claim.policy, claim.now
-    return list(
-        await session.scalars(
-            select(Incident.id)
+def _triage_due(p: Policy, now: datetime) -> ColumnElement[bool]:
+    return or_(
+        and_(Incident.triage_level < 1, Incident.reported_at <= now - p.triage_within),
+        and_(Incident.triage_level < 2, Incident.reported_at <= now - 2 * p.triage_within),
+    )
+
+
+async def _claim_triage(session: AsyncSession, claim: Claim) -> list[tuple[uuid.UUID, str]]:
+    return _pairs(
+        await session.execute(
+            select(Incident.id, _severity())
             .where(
                 Incident.status == "reported",
                 Incident.triage_level < TOP_TRIAGE_LEVEL,
-                or_(
-                    and_(Incident.triage_level < 1, Incident.reported_at <= now - p.triage_within),
-                    and_(
-                        Incident.triage_level < 2,
-                        Incident.reported_at <= now - 2 * p.triage_within,
-                    ),
-                ),
-                _of_severity(claim.severity),
+                claim.due,
                 *claim.narrow(Incident.id),
             )
             .order_by(Incident.reported_at, Incident.id)
@@ -397,12 +407,17 @@ async def _escalate_triage(
                 Incident.reporter_id,
                 Incident.reported_at,
                 Incident.triage_level,
+                _severity().label("severity"),
             )
             .where(Incident.id.in_(ids))
             .order_by(Incident.reported_at, Incident.id)
         )
     ).all()
-    warranted = {row.id: triage_level(claim.policy, row.reported_at, claim.now) for row in rows}
+    rows = [row for row in rows if row.severity in claim.policies]
+    warranted = {
+        row.id: triage_level(claim.policies[row.severity], row.reported_at, claim.now)
+        for row in rows
+    }
     moved = await _advance(
         session,
         table_of(Incident).c.triage_level,
@@ -479,19 +494,23 @@ async def _without_triager(
     }
 
 
-async def _claim_stale(session: AsyncSession, claim: Claim) -> list[uuid.UUID]:
-    p, now = claim.policy, claim.now
-    return list(
-        await session.scalars(
-            select(Incident.id)
+def _stale_due(p: Policy, now: datetime) -> ColumnElement[bool]:
+    return and_(
+        Incident.last_activity_at <= now - p.update_every,
+        or_(
+            Incident.stale_reminded_at.is_(None),
+            Incident.stale_reminded_at <= now - p.update_every,
+        ),
+    )
+
+
+async def _claim_stale(session: AsyncSession, claim: Claim) -> list[tuple[uuid.UUID, str]]:
+    return _pairs(
+        await session.execute(
+            select(Incident.id, _severity())
             .where(
                 Incident.status == "responding",
-                Incident.last_activity_at <= now - p.update_every,
-                or_(
-                    Incident.stale_reminded_at.is_(None),
-                    Incident.stale_reminded_at <= now - p.update_every,
-                ),
-                _of_severity(claim.severity),
+                claim.due,
                 *claim.narrow(Incident.id),
             )
             .order_by(Incident.last_activity_at, Incident.id)
@@ -514,11 +533,13 @@ async def _escalate_stale(
                 Incident.last_activity_at,
                 Incident.doe_owner_id,
                 Incident.meti_owner_id,
+                _severity().label("severity"),
             )
             .where(Incident.id.in_(ids))
             .order_by(Incident.last_activity_at, Incident.id)
         )
     ).all()
+    rows = [row for row in rows if row.severity in claim.policies]
     moved = await _advance(
         session,
         table_of(Incident).c.stale_reminders,
@@ -659,22 +680,49 @@ BEFORE_COMMIT: Callable[[AsyncSession], Awaitable[None]] = _no_hook
 
 @dataclass(frozen=True)
 class Phase:
-    """One kind of escalation: which items are due (claimed and locked, ids only) and what
-    escalating the claimed ones writes (returns the escalations and the items moved)."""
+    """One kind of escalation: when an item is due under one severity's policy, which
+    items are due (claimed and locked: ids and severities), and what escalating the
+    claimed ones writes (returns the escalations and the items moved)."""
 
     kind: str
-    claim: Callable[[AsyncSession, Claim], Awaitable[list[uuid.UUID]]]
+    due: Callable[[Policy, datetime], ColumnElement[bool]]
+    claim: Callable[[AsyncSession, Claim], Awaitable[list[tuple[uuid.UUID, str]]]]
     escalate: Callable[
         [AsyncSession, Directory, Claim, Sequence[uuid.UUID]],
         Awaitable[tuple[list[Pending], set[uuid.UUID]]],
     ]
 
+    def claim_for(
+        self, policies: dict[str, Policy], now: datetime, limit: int, report: SweepReport
+    ) -> Claim | None:
+        """The claim over every severity whose thresholds can be computed at ``now`` (the
+        others are reported); None when none can."""
+        due: dict[str, ColumnElement[bool]] = {}
+        for severity, policy in policies.items():
+            try:
+                due[severity] = and_(_severity() == severity, self.due(policy, now))
+            except (OverflowError, ValueError) as exc:  # a threshold before year 1
+                report.failed(self.kind, severity, None, exc)
+        if not due:
+            return None
+        return Claim({s: policies[s] for s in due}, or_(*due.values()), now, limit)
+
 
 PHASES = (
-    Phase("triage", _claim_triage, _escalate_triage),
-    Phase("action", _claim_actions, _escalate_actions),
-    Phase("stale", _claim_stale, _escalate_stale),
+    Phase("triage", _triage_due, _claim_triage, _escalate_triage),
+    Phase("action", _action_due, _claim_actions, _escalate_actions),
+    Phase("stale", _stale_due, _claim_stale, _escalate_stale),
 )
+ALL = "all"  # the severity of a failure that stopped a whole kind of item
+
+
+@dataclass(frozen=True)
+class _Step:
+    """What one attempt claimed, escalated (the records) and moved."""
+
+    claimed: list[uuid.UUID]
+    records: list[EscalationRecord]
+    moved: set[uuid.UUID]
 
 
 class _ClaimFailed(Exception):
@@ -683,7 +731,7 @@ class _ClaimFailed(Exception):
 
 @dataclass
 class _Part:
-    """One (phase, severity) of a sweep, with what it has done so far."""
+    """One kind of item in a sweep, with what it has done so far."""
 
     db: Database
     phase: Phase
@@ -694,6 +742,7 @@ class _Part:
     done: set[uuid.UUID] = field(default_factory=set)  # escalated in this sweep
     skipped: set[uuid.UUID] = field(default_factory=set)  # never to be claimed again
     batch: list[uuid.UUID] = field(default_factory=list)  # what the last attempt claimed
+    severity_of: dict[uuid.UUID, str] = field(default_factory=dict)  # of claimed items
 
     @asynccontextmanager
     async def attempt(self) -> AsyncIterator[AsyncSession]:
@@ -707,18 +756,18 @@ class _Part:
 
     async def step(self, session: AsyncSession, only: uuid.UUID | None = None) -> _Step:
         """Claim a batch (or the one item), escalate what is new, write it."""
-        claim = Claim(
-            self.claim.severity,
-            self.claim.policy,
-            self.claim.now,
-            1 if only else self.claim.limit,
-            frozenset(self.skipped),
-            only,
+        claim = replace(
+            self.claim,
+            limit=1 if only else self.claim.limit,
+            excluded=frozenset(self.skipped),
+            only=only,
         )
         try:
-            ids = self.batch = await self.phase.claim(session, claim)
+            claimed = await self.phase.claim(session, claim)
         except Exception as exc:
             raise _ClaimFailed(str(exc)) from exc
+        self.severity_of.update(claimed)
+        ids = self.batch = [item_id for item_id, _ in claimed]
         fresh = [i for i in ids if i not in self.done]
         pending, moved = await self.phase.escalate(session, self.directory, claim, fresh)
         records = await _write(session, pending, claim.now)
@@ -770,14 +819,8 @@ class _Part:
         return True
 
     def _failed(self, item: uuid.UUID | None, error: BaseException | str) -> None:
-        self.report.failed(self.phase.kind, self.claim.severity, item, error)
-
-
-@dataclass(frozen=True)
-class _Step:
-    claimed: list[uuid.UUID]
-    records: list[EscalationRecord]
-    moved: set[uuid.UUID]
+        severity = ALL if item is None else self.severity_of.get(item, ALL)
+        self.report.failed(self.phase.kind, severity, item, error)
 
 
 async def sweep(
@@ -788,8 +831,9 @@ async def sweep(
     batch_size: int = BATCH_SIZE,
 ) -> SweepReport:
     """Escalate everything overdue at ``now`` (default: the clock). A dry run decides the
-    same escalations in one transaction and rolls it back. Failures are reported in
-    ``SweepReport.failures`` (and logged and counted), never raised."""
+    same escalations in one transaction and rolls it back. What fails for an item or a
+    part is reported in ``SweepReport.failures`` (and logged and counted), not raised; a
+    database that cannot even load the directory still raises."""
     now = now or clock.now()
     report = SweepReport(at=now, dry_run=dry_run)
     async with db.unit_of_work(readonly=True) as session:
@@ -799,8 +843,8 @@ async def sweep(
 
     async def run_parts(dry_session: AsyncSession | None) -> None:
         for phase in PHASES:
-            for severity in SEVERITIES:
-                claim = Claim(severity, directory.policies[severity], now, batch_size)
+            claim = phase.claim_for(directory.policies, now, batch_size, report)
+            if claim is not None:
                 await _Part(db, phase, directory, claim, report, dry_session).run()
 
     if dry_run:
