@@ -319,12 +319,12 @@ async def test_an_item_that_cannot_be_escalated_is_logged_counted_and_the_rest_e
     assert found.ledger_keys()[("action", a, 3)] == found.ledger_keys()[("action", e, 2)] == 1
 
 
-async def test_a_part_that_cannot_run_fails_alone(
+async def test_severities_whose_thresholds_cannot_be_computed_fail_alone(
     client: httpx.AsyncClient, db: Database, frozen: Clock, team: Team
 ):
     """A sweep as if at 2 January of year 1 (``rrg sweep --at 0001-01-02T00:00:00Z``): the
-    thresholds of SEV3 and SEV4 fall before year 1, so their parts cannot be claimed; the
-    SEV1 action due twelve hours earlier still escalates."""
+    thresholds of SEV3 and SEV4 fall before year 1, so those severities are left out of
+    every kind of item; the SEV1 action due twelve hours earlier still escalates."""
     incident = await open_incident(client, team, severity="SEV1")
     action = await approved_action(client, team, incident, due_at=T0 + DAY)
     actions = table_of(Action)
