@@ -769,6 +769,8 @@ class _Part:
         self.severity_of.update(claimed)
         ids = self.batch = [item_id for item_id, _ in claimed]
         fresh = [i for i in ids if i not in self.done]
+        if not fresh:
+            return _Step(ids, [], set())
         pending, moved = await self.phase.escalate(session, self.directory, claim, fresh)
         records = await _write(session, pending, claim.now)
         return _Step(ids, records, moved)
