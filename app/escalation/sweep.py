@@ -64,8 +64,8 @@ logger = logging.getLogger("rrg.escalation")
 BATCH_SIZE = 500
 TOP_ACTION_LEVEL = 3
 TOP_TRIAGE_LEVEL = 2
-# A part gives up for this sweep once this many of its items could not be escalated (the
-# exclusion list travels with every claim).
+# A kind of item gives up for this sweep once this many of its items could not be escalated
+# (the exclusion list travels with every claim).
 MAX_SKIPPED = 1000
 # What a RED incident's reporter is told when nobody named on it can triage it.
 TRIAGER_NEEDED = (
@@ -726,11 +726,11 @@ class _Step:
 
 
 class _ClaimFailed(Exception):
-    """The claim query itself failed: the part cannot go on in this sweep."""
+    """The claim query itself failed: this kind of item cannot go on in this sweep."""
 
 
 @dataclass
-class _Part:
+class _Kind:
     """One kind of item in a sweep, with what it has done so far."""
 
     db: Database
@@ -805,7 +805,7 @@ class _Part:
 
     async def _one_by_one(self, ids: Sequence[uuid.UUID]) -> bool:
         """Each item in its own attempt; one that fails is recorded and skipped. False when
-        a claim failed (the part cannot go on)."""
+        a claim failed (this kind of item cannot go on)."""
         for item in ids:
             try:
                 async with self.attempt() as session:
@@ -833,9 +833,9 @@ async def sweep(
     batch_size: int = BATCH_SIZE,
 ) -> SweepReport:
     """Escalate everything overdue at ``now`` (default: the clock). A dry run decides the
-    same escalations in one transaction and rolls it back. What fails for an item or a
-    part is reported in ``SweepReport.failures`` (and logged and counted), not raised; a
-    database that cannot even load the directory still raises."""
+    same escalations in one transaction and rolls it back. What fails for an item, a
+    severity or a kind of item is reported in ``SweepReport.failures`` (and logged and
+    counted), not raised; a database that cannot even load the directory still raises."""
     now = now or clock.now()
     report = SweepReport(at=now, dry_run=dry_run)
     async with db.unit_of_work(readonly=True) as session:
@@ -843,17 +843,17 @@ async def sweep(
     for severity, problem in directory.unusable_policies.items():
         report.failed("policy", severity, None, f"{problem}; SPEC §4 defaults apply")
 
-    async def run_parts(dry_session: AsyncSession | None) -> None:
+    async def run_kinds(dry_session: AsyncSession | None) -> None:
         for phase in PHASES:
             claim = phase.claim_for(directory.policies, now, batch_size, report)
             if claim is not None:
-                await _Part(db, phase, directory, claim, report, dry_session).run()
+                await _Kind(db, phase, directory, claim, report, dry_session).run()
 
     if dry_run:
         async with db.unit_of_work(commit=False) as session:
-            await run_parts(session)
+            await run_kinds(session)
     else:
-        await run_parts(None)
+        await run_kinds(None)
     if report.escalations:
         logger.info(
             "sweep at %s escalated %d item-levels", now.isoformat(), len(report.escalations)
