@@ -22,7 +22,8 @@ RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 USER rrg
 WORKDIR /home/rrg
 EXPOSE 8000
-# RRG_DATABASE_URL=postgresql://user:pass@host:5432/rrg and RRG_SECRET_KEY must be provided.
+# RRG_DATABASE_URL=postgresql://user:pass@host:5432/rrg, RRG_SECRET_KEY and RRG_AUDIT_KEY must
+# be provided.
 HEALTHCHECK --interval=30s --timeout=3s --start-period=10s --retries=3 \
     CMD python -c "import urllib.request,os; urllib.request.urlopen(f'http://127.0.0.1:{os.environ.get(\"RRG_PORT\",\"8000\")}/healthz', timeout=2)" || exit 1
 CMD ["rrg", "serve"]

@@ -67,7 +67,7 @@ def migrate_database(settings: Settings) -> None:
     path = settings.sqlite_path()
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-    upgrade(settings.database_url)
+    upgrade(settings.database_url, audit_key=settings.audit_key_bytes())
 
 
 def database_revision(settings: Settings) -> str | None:
@@ -265,17 +265,19 @@ def audit_verify(
 
     key = key.upper() if key is not None else None
 
-    async def work(session: AsyncSession) -> tuple[int, int, list[service.BrokenLink]]:
-        incidents = select(func.count()).select_from(Incident)
+    async def work(session: AsyncSession) -> tuple[int, int, int, list[service.BrokenLink]]:
+        incidents = select(func.count(), func.count().filter(Incident.event_count > 0))
         events = select(func.count()).select_from(TimelineEvent)
         if key is not None:
             incidents = incidents.where(Incident.key == key)
             events = events.join(Incident).where(Incident.key == key)
-        n_incidents = (await session.execute(incidents)).scalar_one()
+        n_incidents, n_chains = (await session.execute(incidents.select_from(Incident))).one()
         n_events = (await session.execute(events)).scalar_one()
-        return n_incidents, n_events, await service.verify(session, key)
+        return n_incidents, n_chains, n_events, await service.verify(session, key)
 
-    n_incidents, n_events, broken = run_in_unit_of_work(get_settings(), work, readonly=True)
+    n_incidents, n_chains, n_events, broken = run_in_unit_of_work(
+        get_settings(), work, readonly=True
+    )
     if key is not None and n_incidents == 0:
         raise _fail(f"No incident {key}", code=2)
     for link in broken:
@@ -283,6 +285,13 @@ def audit_verify(
             f"BROKEN {link.incident_key} at seq {link.seq}: {link.reason}", fg=typer.colors.RED
         )
     typer.echo(f"{n_incidents} incidents, {n_events} events checked, {len(broken)} broken chains")
+    if broken and len(broken) == n_chains and all(link.seq == 1 for link in broken):
+        typer.secho(
+            "Every chain breaks at its first event: is RRG_AUDIT_KEY the key these chains "
+            "were written with?",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
     if broken:
         raise typer.Exit(code=1)
 
@@ -294,7 +303,8 @@ def sweep(
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Change nothing")] = False,
 ) -> None:
-    """Run one escalation sweep and print each escalation (item, level, recipients)."""
+    """Run one escalation sweep and print each escalation (item, level, recipients); exits 1
+    after printing what could not be done, if anything."""
     from app.escalation.sweep import sweep as run_sweep
 
     when = None if at is None else at if at.tzinfo else at.replace(tzinfo=UTC)
@@ -309,6 +319,10 @@ def sweep(
         for record in report.escalations:
             typer.echo(record.describe())
         typer.echo(f"{verb} {len(report.escalations)} item-levels at {report.at.isoformat()}")
+        for failure in report.failures:
+            typer.secho(failure.describe(), fg=typer.colors.RED, err=True)
+        if report.failures:
+            raise typer.Exit(code=1)
 
     asyncio.run(main())
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -11,6 +13,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SECRET_KEY = "dev-insecure-secret-key-change-me"  # noqa: S105 - refused in production
 DEFAULT_DATABASE_URL = "sqlite:///var/rrg.db"
+# The fixed context label of the timeline key derived from RRG_SECRET_KEY: the same secret
+# used elsewhere yields an unrelated key here.
+AUDIT_KEY_CONTEXT = b"rrg/timeline-audit-key/v1"
+MIN_PRODUCTION_SECRET = 32
 
 
 class Settings(BaseSettings):
@@ -19,6 +25,9 @@ class Settings(BaseSettings):
     env: Literal["development", "test", "production"] = "development"
     database_url: str = DEFAULT_DATABASE_URL
     secret_key: SecretStr = SecretStr(DEFAULT_SECRET_KEY)
+    # Keys the timeline's hash chain (HMAC-SHA256); never stored in the database. Unset
+    # (development and tests only): derived from secret_key (see audit_key_bytes).
+    audit_key: SecretStr | None = None
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     scheduler: Literal["on", "off"] = "on"
@@ -37,9 +46,28 @@ class Settings(BaseSettings):
             raise ValueError(
                 "RRG_SECRET_KEY must be set to a non-default value when RRG_ENV=production"
             )
-        if self.env == "production" and len(secret) < 32:
+        if self.env == "production" and len(secret) < MIN_PRODUCTION_SECRET:
             raise ValueError("RRG_SECRET_KEY must be at least 32 characters in production")
+        if self.audit_key is not None and not self.audit_key.get_secret_value():
+            raise ValueError("RRG_AUDIT_KEY is empty: set a key, or unset it to derive one")
+        if self.env == "production":
+            # A derived key would tie the audit trail to the session secret (rotating one
+            # would break every chain), so production names its key.
+            audit = self.audit_key.get_secret_value() if self.audit_key is not None else ""
+            if len(audit) < MIN_PRODUCTION_SECRET or audit in (DEFAULT_SECRET_KEY, secret):
+                raise ValueError(
+                    "RRG_AUDIT_KEY must be set when RRG_ENV=production: at least 32 "
+                    "characters, not a default value and not RRG_SECRET_KEY"
+                )
         return self
+
+    def audit_key_bytes(self) -> bytes:
+        """The timeline's HMAC key: RRG_AUDIT_KEY as given, or else (outside production)
+        derived from RRG_SECRET_KEY by HMAC-SHA256 under a fixed context label."""
+        if self.audit_key is not None:
+            return self.audit_key.get_secret_value().encode()
+        secret = self.secret_key.get_secret_value().encode()
+        return hmac.new(secret, AUDIT_KEY_CONTEXT, hashlib.sha256).digest()
 
     @property
     def is_sqlite(self) -> bool:

@@ -102,10 +102,26 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
 
-class Database:
-    """The engine plus session factories for writing and read-only units of work."""
+# Where a session carries the timeline's HMAC key (``Session.info``): the key travels with
+# the Database that opened the session, never through module state.
+AUDIT_KEY_INFO = "rrg_audit_key"
 
-    def __init__(self, url: str, *, pool_size: int = 10, max_overflow: int = 20) -> None:
+
+class Database:
+    """The engine plus session factories for writing and read-only units of work.
+
+    ``audit_key`` keys the timeline's hash chain (see app.timeline.service); a Database
+    built without one can do anything but append to or verify a timeline.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        max_overflow: int = 20,
+        audit_key: bytes | None = None,
+    ) -> None:
         self.url = async_url(url)
         kwargs: dict[str, Any] = {"pool_pre_ping": False}
         if self.url.startswith("postgresql"):
@@ -113,9 +129,10 @@ class Database:
         self.engine = create_async_engine(self.url, **kwargs)
         if self.engine.dialect.name == "sqlite":
             _configure_sqlite(self.engine)
-        self._writer = async_sessionmaker(self.engine, expire_on_commit=False)
+        info = {} if audit_key is None else {AUDIT_KEY_INFO: audit_key}
+        self._writer = async_sessionmaker(self.engine, expire_on_commit=False, info=info)
         self._reader = async_sessionmaker(
-            self.engine.execution_options(rrg_readonly=True), expire_on_commit=False
+            self.engine.execution_options(rrg_readonly=True), expire_on_commit=False, info=info
         )
 
     @classmethod
@@ -124,6 +141,7 @@ class Database:
             settings.database_url,
             pool_size=settings.db_pool_size,
             max_overflow=settings.db_max_overflow,
+            audit_key=settings.audit_key_bytes(),
         )
 
     @property

@@ -70,11 +70,27 @@ class InvalidInput(AppError):
 
     status, slug, title = 422, "validation-error", "Invalid input"
 
-    def __init__(self, field: str, reason: str, *, location: str = "body") -> None:
+    def __init__(
+        self,
+        field: str,
+        reason: str,
+        *,
+        location: str = "body",
+        also: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        problems = [(field, reason), *also]
         super().__init__(
-            f"{field}: {reason}",
-            extra={"errors": [{"location": location, "field": field, "reason": reason}]},
+            "; ".join(f"{f}: {r}" for f, r in problems),
+            extra={
+                "errors": [{"location": location, "field": f, "reason": r} for f, r in problems]
+            },
         )
+
+    @classmethod
+    def all_of(cls, problems: Sequence[tuple[str, str]], *, location: str = "body") -> InvalidInput:
+        """One refusal naming every (field, reason) at fault (at least one)."""
+        (field, reason), *also = problems
+        return cls(field, reason, location=location, also=also)
 
 
 class TransitionRefused(AppError):

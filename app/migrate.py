@@ -18,16 +18,34 @@ def migrations_dir() -> Path:
     return bundled if bundled.is_dir() else Path(app_package.__file__).parent.parent / "migrations"
 
 
-def alembic_config(database_url: str) -> Config:
+def alembic_config(database_url: str, audit_key: bytes | None = None) -> Config:
+    """``audit_key`` is for migrations that rewrite the timeline's hash chain; without it
+    they take the key from the environment's settings."""
     config = Config()
     config.set_main_option("script_location", str(migrations_dir()))
     config.attributes["database_url"] = database_url
+    if audit_key is not None:
+        config.attributes["audit_key"] = audit_key
     return config
 
 
-def upgrade(database_url: str, revision: str = "head") -> None:
+def upgrade(database_url: str, revision: str = "head", *, audit_key: bytes | None = None) -> None:
     """Run migrations (synchronously; call from a thread when a loop is running)."""
-    command.upgrade(alembic_config(database_url), revision)
+    command.upgrade(alembic_config(database_url, audit_key), revision)
+
+
+def downgrade(database_url: str, revision: str, *, audit_key: bytes | None = None) -> None:
+    command.downgrade(alembic_config(database_url, audit_key), revision)
+
+
+def migration_audit_key(config: Config) -> bytes:
+    """The audit key a migration should use: the caller's, else the environment's."""
+    key = config.attributes.get("audit_key")
+    if isinstance(key, bytes) and key:
+        return key
+    from app.config import get_settings
+
+    return get_settings().audit_key_bytes()
 
 
 def head_revision() -> str | None:

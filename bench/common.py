@@ -15,10 +15,17 @@ from pathlib import Path
 
 import httpx
 
+from app.config import Settings
+
 BENCH_POSTGRES_URL = os.environ.get(
     "RRG_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/rrg_bench"
 )
 REPO = Path(__file__).resolve().parent.parent
+
+
+def audit_key() -> bytes:
+    """The timeline key the service uses in this environment (sweeps append to timelines)."""
+    return Settings().audit_key_bytes()
 
 
 @dataclass

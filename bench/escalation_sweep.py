@@ -53,7 +53,7 @@ from app.escalation import sweep as sweeper
 from app.escalation.policies import FALLBACK_SEVERITY, Policy
 from app.incidents import service as incidents
 from app.incidents.vocabulary import CATEGORIES, SECTORS
-from bench.common import BENCH_POSTGRES_URL, Figure, median
+from bench.common import BENCH_POSTGRES_URL, Figure, audit_key, median
 from bench.incidents_list import EVENTS_SQL, _literal, _reset_schema, _summary
 
 NAME = "escalation_sweep"
@@ -656,7 +656,7 @@ async def _measure(url: str, world: World, runs: int) -> Runs:
     statements (and the plans PostgreSQL caches for them) carry over from run to run.
     """
     result = Runs()
-    db = Database(url, pool_size=1, max_overflow=0)
+    db = Database(url, pool_size=1, max_overflow=0, audit_key=audit_key())
     try:
         async with db.engine.connect() as conn:
             pid = int(await conn.scalar(text("SELECT pg_backend_pid()")))
@@ -746,7 +746,7 @@ def claim_statement(profile: Profile) -> tuple[str, Any]:
 
 async def _profile_sweep(url: str, world: World, out: list[str]) -> tuple[str, Any]:
     """One sweep and one re-sweep under the statement profiler; returns the claim query."""
-    db = Database(url, pool_size=1, max_overflow=0)
+    db = Database(url, pool_size=1, max_overflow=0, audit_key=audit_key())
     try:
         async with db.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))

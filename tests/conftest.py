@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -16,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 
@@ -39,6 +42,9 @@ BACKENDS = ["sqlite", *(["postgresql"] if POSTGRES_URL else [])]
 # Tables whose rows are seeded by migrations and survive between tests.
 REFERENCE_TABLES = {"alembic_version", "ministries", "minerals", "escalation_policies", "counters"}
 HOUR, DAY = 3600, 86400
+# The audit key every test database's chains are written with (tests and the ``rrg``
+# subprocesses they start), stated rather than read from whatever the environment holds.
+TEST_AUDIT_KEY = "rrg-test-audit-key-not-for-production-use"
 # SPEC §4 defaults, as seeded by migration; restored after every test.
 DEFAULT_POLICIES = {
     "SEV1": {"t": 1 * HOUR, "l2": 2 * HOUR, "l3": 6 * HOUR, "u": 12 * HOUR},
@@ -93,13 +99,18 @@ async def database_url(backend: str, tmp_path_factory: pytest.TempPathFactory) -
     else:
         url = POSTGRES_URL
         await _reset_postgres_schema(url)
-    await asyncio.to_thread(upgrade, url)
+    await asyncio.to_thread(upgrade, url, audit_key=TEST_AUDIT_KEY.encode())
     return url
 
 
 @pytest.fixture(scope="session")
-async def shared_db(database_url: str) -> AsyncIterator[Database]:
-    db = Database(database_url, pool_size=20, max_overflow=40)
+async def shared_db(settings: Settings) -> AsyncIterator[Database]:
+    db = Database(
+        settings.database_url,
+        pool_size=20,
+        max_overflow=40,
+        audit_key=settings.audit_key_bytes(),
+    )
     yield db
     await db.dispose()
 
@@ -139,7 +150,37 @@ async def db(shared_db: Database) -> AsyncIterator[Database]:
 
 @pytest.fixture(scope="session")
 def settings(database_url: str) -> Settings:
-    return Settings(env="test", database_url=database_url, scheduler="off")
+    return Settings(
+        env="test",
+        database_url=database_url,
+        scheduler="off",
+        audit_key=SecretStr(TEST_AUDIT_KEY),
+    )
+
+
+def rrg_env(database_url: str, **extra: str) -> dict[str, str]:
+    """The environment of an ``rrg`` subprocess on a test database."""
+    return {
+        **os.environ,
+        "RRG_DATABASE_URL": database_url,
+        "RRG_AUDIT_KEY": TEST_AUDIT_KEY,
+        "PYTHONPATH": str(REPO_ROOT),
+        **extra,
+    }
+
+
+async def run_rrg(database_url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``rrg ARGS`` against a test database, in a subprocess (off the event loop)."""
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "app", *args],
+        env=rrg_env(database_url, **env),
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from typing import Any, ClassVar, TypeVar
 import httpx
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
+from pydantic import SecretStr
 
 from app.auth import service as auth_service
 from app.auth.schemas import TokenCreate, UserCreate
@@ -21,7 +22,7 @@ from app.auth.service import Principal
 from app.config import Settings
 from app.db import Database
 from app.main import create_app
-from tests.conftest import Actor, clear_data
+from tests.conftest import TEST_AUDIT_KEY, Actor, clear_data
 
 T = TypeVar("T")
 
@@ -31,10 +32,14 @@ class Api:
 
     def __init__(self, database_url: str) -> None:
         self.runner = asyncio.Runner(loop_factory=asyncio.new_event_loop)
-        self.db = Database(database_url)
-        app = create_app(
-            Settings(env="test", database_url=database_url, scheduler="off"), db=self.db
+        settings = Settings(
+            env="test",
+            database_url=database_url,
+            scheduler="off",
+            audit_key=SecretStr(TEST_AUDIT_KEY),
         )
+        self.db = Database.from_settings(settings)
+        app = create_app(settings, db=self.db)
         self.client = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
             base_url="http://rrg.test",

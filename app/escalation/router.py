@@ -1,22 +1,39 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, WithJsonSchema
 
 from app.deps import AdminUser, CurrentUser, Session
 from app.escalation import policies
 from app.escalation.models import EscalationPolicy
-from app.escalation.policies import Policy
+from app.escalation.policies import LONGEST, MINUTE, Policy
 from app.kit.pagination import Cursor, Limit
 from app.schemas import InputModel, Page
 
 router = APIRouter(prefix="/api/v1/escalation-policies", tags=["escalation"])
 
 Severity = Literal["SEV1", "SEV2", "SEV3", "SEV4"]
-DURATION = "ISO 8601 duration (e.g. PT4H, P5D) or seconds"
+_MIN, _MAX = int(MINUTE.total_seconds()), int(LONGEST.total_seconds())
+# The rules themselves live in app.escalation.policies.violations; this documents them.
+PolicyDuration = Annotated[
+    timedelta,
+    WithJsonSchema(
+        {
+            "description": (
+                "A whole number of minutes, from one minute to one year: an ISO 8601 "
+                "duration (PT1M … P365D; P1Y counts as 365 days) or a number of seconds "
+                f"(a multiple of 60, {_MIN} … {_MAX})."
+            ),
+            "anyOf": [
+                {"type": "string", "format": "duration", "examples": ["PT4H", "P5D"]},
+                {"type": "integer", "minimum": _MIN, "maximum": _MAX, "multipleOf": _MIN},
+            ],
+        }
+    ),
+]
 
 
 class PolicyOut(BaseModel):
@@ -29,10 +46,14 @@ class PolicyOut(BaseModel):
 
 
 class PolicyIn(InputModel):
-    triage_within: timedelta = Field(description=DURATION)
-    level2_after: timedelta = Field(description=DURATION)
-    level3_after: timedelta = Field(description=DURATION)
-    update_every: timedelta = Field(description=DURATION)
+    """SPEC §4's durations for one severity. Each is whole minutes, one minute to one year;
+    ``level3_after`` must be longer than ``level2_after``. A value breaking a rule is 422
+    naming its field, and nothing changes."""
+
+    triage_within: PolicyDuration
+    level2_after: PolicyDuration
+    level3_after: PolicyDuration
+    update_every: PolicyDuration
 
 
 def _out(row: EscalationPolicy) -> PolicyOut:

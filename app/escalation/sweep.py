@@ -10,20 +10,36 @@ Exactly once, by construction:
   commit in one transaction, or none of them do.
 Candidate queries touch only items already past their next threshold (partial indexes),
 so a sweep's cost grows with the overdue work, not with the tables.
+
+Whatever the data, a sweep ends and one bad item or severity cannot hold up the rest:
+- each severity is held to its own policy (a stored policy that breaks the rules gives way
+  to SPEC §4's defaults, see app.escalation.policies); a severity whose thresholds cannot
+  even be computed is left out of the sweep;
+- within a kind of item, an item is escalated at most once a sweep: an item claimed again,
+  or claimed with nothing to raise, is excluded from later claims, so every claim either
+  escalates something new or ends the kind;
+- a batch that fails is retried one item at a time; an item that fails alone is logged,
+  counted and excluded, and a kind whose claim fails is logged, counted and left until the
+  next sweep. The failures are in the report and in ``FAILURE_TOTALS``.
+One claim covers every severity (an OR of each severity's thresholds): a claim narrowed to
+one severity lets PostgreSQL start from the incidents of that severity instead of the
+partial index of escalatable actions, whatever the overdue work.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, and_, func, insert, literal, or_, select, update
+from sqlalchemy import Column, ColumnElement, and_, func, insert, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import joinedload
 
 from app import clock
 from app.actions.models import Action, is_open
@@ -34,7 +50,9 @@ from app.escalation import policies as policy_store
 from app.escalation.models import Escalation
 from app.escalation.policies import FALLBACK_SEVERITY, Policy
 from app.events import Event, emit_many
-from app.incidents.models import Incident
+from app.incidents.models import Incident, IncidentParticipant
+from app.incidents.service import may_triage
+from app.incidents.states import INCIDENT_LIFECYCLE
 from app.incidents.visibility import visible_pairs
 from app.ministries.models import CO_LEAD_CODES, Ministry
 from app.notifications.models import Notification
@@ -46,6 +64,14 @@ logger = logging.getLogger("rrg.escalation")
 BATCH_SIZE = 500
 TOP_ACTION_LEVEL = 3
 TOP_TRIAGE_LEVEL = 2
+# A kind of item gives up for this sweep once this many of its items could not be escalated
+# (the exclusion list travels with every claim).
+MAX_SKIPPED = 1000
+# What a RED incident's reporter is told when nobody named on it can triage it.
+TRIAGER_NEEDED = (
+    "Nobody named on this RED incident can triage it: add a lead of DOE or METI as a "
+    "participant, or assign its owners."
+)
 
 
 @dataclass(frozen=True)
@@ -65,23 +91,57 @@ class EscalationRecord:
         return f"{self.incident_key} {self.item_type} {self.title!r} level {self.level} -> {who}"
 
 
+@dataclass(frozen=True)
+class SweepFailure:
+    """Something the sweep could not do: a stored policy it could not use (kind
+    ``policy``), one item (``item_id``), a severity's thresholds, or a whole kind of item
+    (severity ``all``)."""
+
+    kind: str  # policy | action | triage | stale
+    severity: str
+    item_id: uuid.UUID | None
+    error: str
+
+    def describe(self) -> str:
+        what = f" item {self.item_id}" if self.item_id else ""
+        return f"FAILED {self.kind} {self.severity}{what}: {self.error}"
+
+
+# Failures since the process started, by (kind, severity): what a metrics endpoint reads.
+FAILURE_TOTALS: Counter[tuple[str, str]] = Counter()
+
+
 @dataclass
 class SweepReport:
     at: datetime
     dry_run: bool
     escalations: list[EscalationRecord] = field(default_factory=list)
+    failures: list[SweepFailure] = field(default_factory=list)
+
+    def failed(
+        self, kind: str, severity: str, item_id: uuid.UUID | None, error: BaseException | str
+    ) -> None:
+        """Record (and log, and count) one failure; the sweep carries on."""
+        message = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+        failure = SweepFailure(kind, severity, item_id, message)
+        self.failures.append(failure)
+        FAILURE_TOTALS[(kind, severity)] += 1
+        logger.error(
+            "escalation sweep at %s: %s",
+            self.at.isoformat(),
+            failure.describe(),
+            exc_info=None if isinstance(error, str) else error,
+        )
 
 
 @dataclass(frozen=True)
 class Directory:
-    """The people escalations go to, loaded once per sweep."""
+    """The people escalations go to, and each severity's policy, loaded once per sweep."""
 
     policies: dict[str, Policy]
     leads: dict[str, tuple[uuid.UUID, ...]]  # ministry code -> active leads
     co_chairs: tuple[uuid.UUID, ...]
-
-    def policy(self, severity: str | None) -> Policy:
-        return self.policies[severity or FALLBACK_SEVERITY]
+    unusable_policies: dict[str, str] = field(default_factory=dict)
 
     def leads_of(self, ministries: Sequence[str]) -> tuple[uuid.UUID, ...]:
         return tuple(uid for code in ministries for uid in self.leads.get(code, ()))
@@ -118,15 +178,24 @@ async def load_directory(session: AsyncSession) -> Directory:
             select(User.id).where(User.active, User.co_chair).order_by(User.email)
         )
     ).all()
+    loaded = await policy_store.load(session)
     return Directory(
-        policies=await policy_store.load(session),
+        policies=loaded.policies,
         leads={code: tuple(ids) for code, ids in leads.items()},
         co_chairs=tuple(co_chairs),
+        unusable_policies=loaded.unusable,
     )
 
 
-def _severity() -> Any:
-    return func.coalesce(Incident.severity, FALLBACK_SEVERITY)
+def _incident_live() -> ColumnElement[bool]:
+    """Not rejected or closed (constants inline, like ``is_open``)."""
+    terminal = sorted(INCIDENT_LIFECYCLE.terminal)
+    return Incident.status.not_in([literal(s, literal_execute=True) for s in terminal])
+
+
+def _pairs(result: Any) -> list[tuple[uuid.UUID, str]]:
+    """A claim's (item id, severity) rows."""
+    return [(item_id, str(severity)) for item_id, severity in result]
 
 
 async def _advance(
@@ -155,6 +224,32 @@ async def _advance(
     return moved
 
 
+@dataclass(frozen=True)
+class Claim:
+    """What a claim may return: items due under their severity's policy (``due``: the
+    severities in ``policies``), at most ``limit``, none of ``excluded``, only ``only``
+    when given."""
+
+    policies: dict[str, Policy]
+    due: ColumnElement[bool]
+    now: datetime
+    limit: int
+    excluded: frozenset[uuid.UUID] = frozenset()
+    only: uuid.UUID | None = None
+
+    def narrow(self, id_column: Any) -> list[ColumnElement[bool]]:
+        where = []
+        if self.excluded:
+            where.append(id_column.not_in(sorted(self.excluded)))
+        if self.only is not None:
+            where.append(id_column == self.only)
+        return where
+
+
+def _severity() -> Any:
+    return func.coalesce(Incident.severity, FALLBACK_SEVERITY)
+
+
 # --- actions ------------------------------------------------------------------------------
 
 
@@ -167,20 +262,41 @@ def action_level(policy: Policy, due_at: datetime, now: datetime) -> int:
     return 1 if due_at <= now else 0
 
 
-async def _claim_actions(
-    session: AsyncSession, directory: Directory, now: datetime, limit: int
-) -> list[Pending]:
-    due = [
-        and_(
-            _severity() == severity,
-            or_(
-                Action.escalation_level < 1,
-                and_(Action.escalation_level < 2, Action.due_at <= now - p.level2_after),
-                and_(Action.escalation_level < 3, Action.due_at <= now - p.level3_after),
-            ),
+def _action_due(p: Policy, now: datetime) -> ColumnElement[bool]:
+    return or_(
+        Action.escalation_level < 1,
+        and_(Action.escalation_level < 2, Action.due_at <= now - p.level2_after),
+        and_(Action.escalation_level < 3, Action.due_at <= now - p.level3_after),
+    )
+
+
+async def _claim_actions(session: AsyncSession, claim: Claim) -> list[tuple[uuid.UUID, str]]:
+    return _pairs(
+        await session.execute(
+            select(Action.id, _severity())
+            .join(Incident, Incident.id == Action.incident_id)
+            # The same predicate as the partial index ix_actions_escalatable_due_at, with its
+            # constants inline: as bind parameters, the generic plan PostgreSQL switches a
+            # prepared statement to after five runs cannot use the index and reads every
+            # past-due action, terminal ones included.
+            .where(
+                is_open(),
+                Action.escalation_level < literal(TOP_ACTION_LEVEL, literal_execute=True),
+                Action.due_at <= claim.now,
+                claim.due,
+                _incident_live(),  # actions of rejected or closed incidents never escalate
+                *claim.narrow(Action.id),
+            )
+            .order_by(Action.due_at, Action.id)
+            .limit(claim.limit)
+            .with_for_update(of=Action, skip_locked=True)
         )
-        for severity, p in directory.policies.items()
-    ]
+    )
+
+
+async def _escalate_actions(
+    session: AsyncSession, directory: Directory, claim: Claim, ids: Sequence[uuid.UUID]
+) -> tuple[list[Pending], set[uuid.UUID]]:
     rows = (
         await session.execute(
             select(
@@ -193,28 +309,18 @@ async def _claim_actions(
                 Action.assignee_id,
                 Incident.id.label("incident_id"),
                 Incident.key,
-                Incident.severity,
+                _severity().label("severity"),
                 Incident.doe_owner_id,
                 Incident.meti_owner_id,
             )
             .join(Incident, Incident.id == Action.incident_id)
-            # The same predicate as the partial index ix_actions_escalatable_due_at, with its
-            # constants inline: as bind parameters, the generic plan PostgreSQL switches a
-            # prepared statement to after five runs cannot use the index and reads every
-            # past-due action, terminal ones included.
-            .where(
-                is_open(),
-                Action.escalation_level < literal(TOP_ACTION_LEVEL, literal_execute=True),
-                Action.due_at <= now,
-                or_(*due),
-            )
+            .where(Action.id.in_(ids))
             .order_by(Action.due_at, Action.id)
-            .limit(limit)
-            .with_for_update(of=Action, skip_locked=True)
         )
     ).all()
+    rows = [row for row in rows if row.severity in claim.policies]
     warranted = {
-        row.id: action_level(directory.policy(row.severity), row.due_at, now) for row in rows
+        row.id: action_level(claim.policies[row.severity], row.due_at, claim.now) for row in rows
     }
     moved = await _advance(
         session,
@@ -244,7 +350,7 @@ async def _claim_actions(
                         },
                     )
                 )
-    return pending
+    return pending, moved
 
 
 def _action_recipients(directory: Directory, row: Any, level: int) -> tuple[uuid.UUID | None, ...]:
@@ -264,50 +370,77 @@ def triage_level(policy: Policy, reported_at: datetime, now: datetime) -> int:
     return 1 if reported_at <= now - policy.triage_within else 0
 
 
-async def _claim_triage(
-    session: AsyncSession, directory: Directory, now: datetime, limit: int
-) -> list[Pending]:
-    due = [
-        and_(
-            _severity() == severity,
-            or_(
-                and_(Incident.triage_level < 1, Incident.reported_at <= now - p.triage_within),
-                and_(Incident.triage_level < 2, Incident.reported_at <= now - 2 * p.triage_within),
-            ),
+def _triage_due(p: Policy, now: datetime) -> ColumnElement[bool]:
+    return or_(
+        and_(Incident.triage_level < 1, Incident.reported_at <= now - p.triage_within),
+        and_(Incident.triage_level < 2, Incident.reported_at <= now - 2 * p.triage_within),
+    )
+
+
+async def _claim_triage(session: AsyncSession, claim: Claim) -> list[tuple[uuid.UUID, str]]:
+    return _pairs(
+        await session.execute(
+            select(Incident.id, _severity())
+            .where(
+                Incident.status == "reported",
+                Incident.triage_level < TOP_TRIAGE_LEVEL,
+                claim.due,
+                *claim.narrow(Incident.id),
+            )
+            .order_by(Incident.reported_at, Incident.id)
+            .limit(claim.limit)
+            .with_for_update(skip_locked=True, key_share=True)
         )
-        for severity, p in directory.policies.items()
-    ]
+    )
+
+
+async def _escalate_triage(
+    session: AsyncSession, directory: Directory, claim: Claim, ids: Sequence[uuid.UUID]
+) -> tuple[list[Pending], set[uuid.UUID]]:
     rows = (
         await session.execute(
             select(
                 Incident.id,
                 Incident.key,
                 Incident.title,
-                Incident.severity,
+                Incident.tlp,
+                Incident.reporter_id,
                 Incident.reported_at,
                 Incident.triage_level,
+                _severity().label("severity"),
             )
-            .where(
-                Incident.status == "reported", Incident.triage_level < TOP_TRIAGE_LEVEL, or_(*due)
-            )
+            .where(Incident.id.in_(ids))
             .order_by(Incident.reported_at, Incident.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True, key_share=True)
         )
     ).all()
+    rows = [row for row in rows if row.severity in claim.policies]
     warranted = {
-        row.id: triage_level(directory.policy(row.severity), row.reported_at, now) for row in rows
+        row.id: triage_level(claim.policies[row.severity], row.reported_at, claim.now)
+        for row in rows
     }
     moved = await _advance(
         session,
         table_of(Incident).c.triage_level,
         ((row.id, row.triage_level, warranted[row.id]) for row in rows),
     )
+    stranded = await _without_triager(
+        session, [row.id for row in rows if row.id in moved and row.tlp == "RED"]
+    )
     pending: list[Pending] = []
     for row in rows:
         if row.id not in moved:
             continue
         for level in range(row.triage_level + 1, warranted[row.id] + 1):
+            candidates = directory.leads_of(CO_LEAD_CODES) if level == 1 else directory.co_chairs
+            data: dict[str, Any] = {
+                "reason": "triage_overdue",
+                "level": level,
+                "reported_at": row.reported_at,
+            }
+            if row.id in stranded:
+                # Nobody who may see it can triage it: its reporter is told what is needed.
+                candidates = (*candidates, row.reporter_id)
+                data["needed"] = TRIAGER_NEEDED
             pending.append(
                 Pending(
                     item_type="triage",
@@ -317,34 +450,79 @@ async def _claim_triage(
                     incident_id=row.id,
                     incident_key=row.key,
                     title=row.title,
-                    candidates=directory.leads_of(CO_LEAD_CODES)
-                    if level == 1
-                    else directory.co_chairs,
+                    candidates=candidates,
                     event_type="incident.escalated",
-                    data={
-                        "reason": "triage_overdue",
-                        "level": level,
-                        "reported_at": row.reported_at,
-                    },
+                    data=data,
                 )
             )
-    return pending
+    return pending, moved
 
 
-async def _claim_stale(
-    session: AsyncSession, directory: Directory, now: datetime, limit: int
-) -> list[Pending]:
-    due = [
-        and_(
-            _severity() == severity,
-            Incident.last_activity_at <= now - p.update_every,
-            or_(
-                Incident.stale_reminded_at.is_(None),
-                Incident.stale_reminded_at <= now - p.update_every,
-            ),
+async def _without_triager(
+    session: AsyncSession, incident_ids: Sequence[uuid.UUID]
+) -> set[uuid.UUID]:
+    """Of these (RED) incidents, those none of whose named people (reporter, owners,
+    participants: the only people who may see a RED incident) is an active user who may
+    triage it."""
+    if not incident_ids:
+        return set()
+    incidents = (await session.scalars(select(Incident).where(Incident.id.in_(incident_ids)))).all()
+    named: dict[uuid.UUID, set[uuid.UUID]] = {
+        i.id: {u for u in (i.reporter_id, i.doe_owner_id, i.meti_owner_id) if u is not None}
+        for i in incidents
+    }
+    participants = await session.execute(
+        select(IncidentParticipant.incident_id, IncidentParticipant.user_id).where(
+            IncidentParticipant.incident_id.in_(incident_ids)
         )
-        for severity, p in directory.policies.items()
-    ]
+    )
+    for incident_id, user_id in participants:
+        named[incident_id].add(user_id)
+    everyone = set().union(*named.values())
+    users = {
+        u.id: u
+        for u in await session.scalars(
+            select(User)
+            .options(joinedload(User.ministry))
+            .where(User.id.in_(everyone), User.active)
+        )
+    }
+    return {
+        i.id
+        for i in incidents
+        if not any(uid in users and may_triage(users[uid], i) for uid in named[i.id])
+    }
+
+
+def _stale_due(p: Policy, now: datetime) -> ColumnElement[bool]:
+    return and_(
+        Incident.last_activity_at <= now - p.update_every,
+        or_(
+            Incident.stale_reminded_at.is_(None),
+            Incident.stale_reminded_at <= now - p.update_every,
+        ),
+    )
+
+
+async def _claim_stale(session: AsyncSession, claim: Claim) -> list[tuple[uuid.UUID, str]]:
+    return _pairs(
+        await session.execute(
+            select(Incident.id, _severity())
+            .where(
+                Incident.status == "responding",
+                claim.due,
+                *claim.narrow(Incident.id),
+            )
+            .order_by(Incident.last_activity_at, Incident.id)
+            .limit(claim.limit)
+            .with_for_update(skip_locked=True, key_share=True)
+        )
+    )
+
+
+async def _escalate_stale(
+    session: AsyncSession, directory: Directory, claim: Claim, ids: Sequence[uuid.UUID]
+) -> tuple[list[Pending], set[uuid.UUID]]:
     rows = (
         await session.execute(
             select(
@@ -355,18 +533,18 @@ async def _claim_stale(
                 Incident.last_activity_at,
                 Incident.doe_owner_id,
                 Incident.meti_owner_id,
+                _severity().label("severity"),
             )
-            .where(Incident.status == "responding", or_(*due))
+            .where(Incident.id.in_(ids))
             .order_by(Incident.last_activity_at, Incident.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True, key_share=True)
         )
     ).all()
+    rows = [row for row in rows if row.severity in claim.policies]
     moved = await _advance(
         session,
         table_of(Incident).c.stale_reminders,
         ((row.id, row.stale_reminders, row.stale_reminders + 1) for row in rows),
-        stale_reminded_at=now,
+        stale_reminded_at=claim.now,
     )
     pending: list[Pending] = []
     for row in rows:
@@ -391,7 +569,7 @@ async def _claim_stale(
                 },
             )
         )
-    return pending
+    return pending, moved
 
 
 # --- writing an escalation batch ---------------------------------------------------------------
@@ -477,6 +655,8 @@ async def _write(
 def _title(p: Pending) -> str:
     if p.item_type == "action":
         return f"{p.incident_key}: action “{p.title}” is overdue (level {p.level})"
+    if p.item_type == "triage" and "needed" in p.data:
+        return f"{p.incident_key}: still awaiting triage (level {p.level}). {p.data['needed']}"
     if p.item_type == "triage":
         return f"{p.incident_key}: still awaiting triage (level {p.level})"
     return f"{p.incident_key}: no update for a while — please post one (reminder {p.level})"
@@ -489,8 +669,152 @@ async def _no_hook(session: AsyncSession) -> None:
 # Tests replace this to simulate a crash after everything is written but before commit.
 BEFORE_COMMIT: Callable[[AsyncSession], Awaitable[None]] = _no_hook
 
-Claim = Callable[[AsyncSession, Directory, datetime, int], Awaitable[list[Pending]]]
-PHASES: tuple[Claim, ...] = (_claim_triage, _claim_actions, _claim_stale)
+
+@dataclass(frozen=True)
+class Phase:
+    """One kind of escalation: when an item is due under one severity's policy, which
+    items are due (claimed and locked: ids and severities), and what escalating the
+    claimed ones writes (returns the escalations and the items moved)."""
+
+    kind: str
+    due: Callable[[Policy, datetime], ColumnElement[bool]]
+    claim: Callable[[AsyncSession, Claim], Awaitable[list[tuple[uuid.UUID, str]]]]
+    escalate: Callable[
+        [AsyncSession, Directory, Claim, Sequence[uuid.UUID]],
+        Awaitable[tuple[list[Pending], set[uuid.UUID]]],
+    ]
+
+    def claim_for(
+        self, policies: dict[str, Policy], now: datetime, limit: int, report: SweepReport
+    ) -> Claim | None:
+        """The claim over every severity whose thresholds can be computed at ``now`` (the
+        others are reported); None when none can."""
+        due: dict[str, ColumnElement[bool]] = {}
+        for severity, policy in policies.items():
+            try:
+                due[severity] = and_(_severity() == severity, self.due(policy, now))
+            except (OverflowError, ValueError) as exc:  # a threshold before year 1
+                report.failed(self.kind, severity, None, exc)
+        if not due:
+            return None
+        return Claim({s: policies[s] for s in due}, or_(*due.values()), now, limit)
+
+
+PHASES = (
+    Phase("triage", _triage_due, _claim_triage, _escalate_triage),
+    Phase("action", _action_due, _claim_actions, _escalate_actions),
+    Phase("stale", _stale_due, _claim_stale, _escalate_stale),
+)
+ALL = "all"  # the severity of a failure that stopped a whole kind of item
+
+
+@dataclass(frozen=True)
+class _Step:
+    """What one attempt claimed, escalated (the records) and moved."""
+
+    claimed: list[uuid.UUID]
+    records: list[EscalationRecord]
+    moved: set[uuid.UUID]
+
+
+class _ClaimFailed(Exception):
+    """The claim query itself failed: this kind of item cannot go on in this sweep."""
+
+
+@dataclass
+class _Kind:
+    """One kind of item in a sweep, with what it has done so far."""
+
+    db: Database
+    phase: Phase
+    directory: Directory
+    claim: Claim
+    report: SweepReport
+    dry_session: AsyncSession | None  # a dry run's one transaction (attempts are savepoints)
+    done: set[uuid.UUID] = field(default_factory=set)  # escalated in this sweep
+    skipped: set[uuid.UUID] = field(default_factory=set)  # never to be claimed again
+    batch: list[uuid.UUID] = field(default_factory=list)  # what the last attempt claimed
+    severity_of: dict[uuid.UUID, str] = field(default_factory=dict)  # of claimed items
+
+    @asynccontextmanager
+    async def attempt(self) -> AsyncIterator[AsyncSession]:
+        """One all-or-nothing try: a transaction (a savepoint in a dry run)."""
+        if self.dry_session is None:
+            async with self.db.unit_of_work() as session:
+                yield session
+        else:
+            async with self.dry_session.begin_nested():
+                yield self.dry_session
+
+    async def step(self, session: AsyncSession, only: uuid.UUID | None = None) -> _Step:
+        """Claim a batch (or the one item), escalate what is new, write it."""
+        claim = replace(
+            self.claim,
+            limit=1 if only else self.claim.limit,
+            excluded=frozenset(self.skipped),
+            only=only,
+        )
+        try:
+            claimed = await self.phase.claim(session, claim)
+        except Exception as exc:
+            raise _ClaimFailed(str(exc)) from exc
+        self.severity_of.update(claimed)
+        ids = self.batch = [item_id for item_id, _ in claimed]
+        fresh = [i for i in ids if i not in self.done]
+        if not fresh:
+            return _Step(ids, [], set())
+        pending, moved = await self.phase.escalate(session, self.directory, claim, fresh)
+        records = await _write(session, pending, claim.now)
+        return _Step(ids, records, moved)
+
+    def apply(self, step: _Step) -> None:
+        self.report.escalations.extend(step.records)
+        self.done |= step.moved
+        # Claimed again, or with nothing to raise: not to be claimed again this sweep.
+        self.skipped |= set(step.claimed) - step.moved
+
+    async def run(self) -> None:
+        while len(self.skipped) <= MAX_SKIPPED:
+            self.batch = []
+            try:
+                async with self.attempt() as session:
+                    step = await self.step(session)
+            except _ClaimFailed as exc:
+                self._failed(None, exc.__cause__ or exc)
+                return
+            except Exception as exc:
+                if not self.batch:
+                    self._failed(None, exc)
+                    return
+                # Something in the batch fails: find it by going one item at a time.
+                if not await self._one_by_one(self.batch):
+                    return
+                continue
+            self.apply(step)
+            if not step.claimed:
+                return
+        self._failed(None, f"gave up after {MAX_SKIPPED} items could not be escalated")
+
+    async def _one_by_one(self, ids: Sequence[uuid.UUID]) -> bool:
+        """Each item in its own attempt; one that fails is recorded and skipped. False when
+        a claim failed (this kind of item cannot go on)."""
+        for item in ids:
+            try:
+                async with self.attempt() as session:
+                    step = await self.step(session, only=item)
+            except _ClaimFailed as exc:
+                self._failed(None, exc.__cause__ or exc)
+                return False
+            except Exception as exc:
+                self._failed(item, exc)
+                self.skipped.add(item)
+                continue
+            self.apply(step)
+        return True
+
+    def _failed(self, item: uuid.UUID | None, error: BaseException | str) -> None:
+        severity = ALL if item is None else self.severity_of.get(item, ALL)
+        self.report.failed(self.phase.kind, severity, item, error)
 
 
 async def sweep(
@@ -501,24 +825,27 @@ async def sweep(
     batch_size: int = BATCH_SIZE,
 ) -> SweepReport:
     """Escalate everything overdue at ``now`` (default: the clock). A dry run decides the
-    same escalations in one transaction and rolls it back."""
+    same escalations in one transaction and rolls it back. What fails for an item, a
+    severity or a kind of item is reported in ``SweepReport.failures`` (and logged and
+    counted), not raised; a database that cannot even load the directory still raises."""
     now = now or clock.now()
     report = SweepReport(at=now, dry_run=dry_run)
     async with db.unit_of_work(readonly=True) as session:
         directory = await load_directory(session)
+    for severity, problem in directory.unusable_policies.items():
+        report.failed("policy", severity, None, f"{problem}; SPEC §4 defaults apply")
+
+    async def run_kinds(dry_session: AsyncSession | None) -> None:
+        for phase in PHASES:
+            claim = phase.claim_for(directory.policies, now, batch_size, report)
+            if claim is not None:
+                await _Kind(db, phase, directory, claim, report, dry_session).run()
+
     if dry_run:
         async with db.unit_of_work(commit=False) as session:
-            for claim in PHASES:
-                while batch := await claim(session, directory, now, batch_size):
-                    report.escalations.extend(await _write(session, batch, now))
-        return report
-    for claim in PHASES:
-        while True:
-            async with db.unit_of_work() as session:
-                batch = await claim(session, directory, now, batch_size)
-                report.escalations.extend(await _write(session, batch, now))
-            if not batch:
-                break
+            await run_kinds(session)
+    else:
+        await run_kinds(None)
     if report.escalations:
         logger.info(
             "sweep at %s escalated %d item-levels", now.isoformat(), len(report.escalations)

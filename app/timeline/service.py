@@ -1,13 +1,18 @@
 """The tamper-evident timeline: append, page, verify.
 
-Each event stores the hash of its predecessor in its incident's chain and its own hash
-over (predecessor hash, canonical event content). Altering any stored event breaks the
-chain from that event on; ``verify`` names the first broken link.
+Each event stores the hash of its predecessor in its incident's chain and its own keyed
+hash: HMAC-SHA256, under the audit key (RRG_AUDIT_KEY, never in the database), of the
+predecessor hash, a newline and the event's canonical JSON content. Altering any stored
+event breaks the chain from that event on, and without the key nobody can recompute a
+chain that verifies; ``verify`` names the first broken link.
+
+The key travels with the session (``Database(audit_key=...)`` puts it in ``Session.info``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import uuid
 from collections.abc import Sequence
@@ -20,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import clock
 from app.auth.service import Principal
-from app.db import table_of
+from app.db import AUDIT_KEY_INFO, table_of
 from app.incidents.models import Incident
 from app.kit.pagination import Key, Order, paginate
 from app.schemas import json_safe
@@ -48,7 +53,7 @@ class Actor:
 SYSTEM = Actor("system")
 
 
-def event_hash(
+def chain_message(
     *,
     prev_hash: str,
     incident_id: uuid.UUID,
@@ -59,7 +64,8 @@ def event_hash(
     actor_token_id: uuid.UUID | None,
     type_: str,
     data: dict[str, Any],
-) -> str:
+) -> bytes:
+    """What an event's hash covers: its predecessor's hash and its canonical content."""
     content = json.dumps(
         {
             "incident_id": str(incident_id),
@@ -75,11 +81,15 @@ def event_hash(
         separators=(",", ":"),
         ensure_ascii=False,
     )
-    return hashlib.sha256(f"{prev_hash}\n{content}".encode()).hexdigest()
+    return f"{prev_hash}\n{content}".encode()
 
 
-def hash_of(event: TimelineEvent) -> str:
-    return event_hash(
+def keyed_hash(key: bytes, message: bytes) -> str:
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def message_of(event: TimelineEvent) -> bytes:
+    return chain_message(
         prev_hash=event.prev_hash,
         incident_id=event.incident_id,
         seq=event.seq,
@@ -90,6 +100,17 @@ def hash_of(event: TimelineEvent) -> str:
         type_=event.type,
         data=event.data,
     )
+
+
+def audit_key(session: AsyncSession) -> bytes:
+    """The audit key the session's Database was built with."""
+    key = session.info.get(AUDIT_KEY_INFO)
+    if not isinstance(key, bytes) or not key:
+        raise RuntimeError(
+            "this session carries no audit key: build the Database with audit_key "
+            "(Database.from_settings does)"
+        )
+    return key
 
 
 @dataclass(frozen=True)
@@ -125,6 +146,7 @@ async def record_many(session: AsyncSession, new_events: Sequence[NewEvent]) -> 
             )
         ).all()
     }
+    secret = audit_key(session)
     now = clock.now()
     active: dict[uuid.UUID, datetime] = {}
     events: list[TimelineEvent] = []
@@ -142,7 +164,7 @@ async def record_many(session: AsyncSession, new_events: Sequence[NewEvent]) -> 
             data=json_safe(new.data),
             prev_hash=prev_hash,
         )
-        event.hash = hash_of(event)
+        event.hash = keyed_hash(secret, message_of(event))
         heads[new.incident_id] = (event.seq, event.hash)
         if new.actor.kind != "system":
             active[new.incident_id] = event.at
@@ -202,18 +224,19 @@ async def verify(session: AsyncSession, incident_key: str | None = None) -> list
     query = select(Incident.id, Incident.key, Incident.event_count, Incident.last_event_hash)
     if incident_key is not None:
         query = query.where(Incident.key == incident_key)
+    secret = audit_key(session)
     broken: list[BrokenLink] = []
     for incident_id, key, count, head_hash in (
         await session.execute(query.order_by(Incident.number))
     ).all():
-        problem = await _verify_chain(session, incident_id, count, head_hash)
+        problem = await _verify_chain(session, secret, incident_id, count, head_hash)
         if problem is not None:
             broken.append(BrokenLink(key, *problem))
     return broken
 
 
 async def _verify_chain(
-    session: AsyncSession, incident_id: uuid.UUID, count: int, head_hash: str
+    session: AsyncSession, secret: bytes, incident_id: uuid.UUID, count: int, head_hash: str
 ) -> tuple[int, str] | None:
     expected_prev, expected_seq = GENESIS, 1
     stream = await session.stream_scalars(
@@ -227,7 +250,7 @@ async def _verify_chain(
             return expected_seq, f"event {expected_seq} is missing"
         if event.prev_hash != expected_prev:
             return event.seq, "its predecessor hash does not match the previous event"
-        if hash_of(event) != event.hash:
+        if not hmac.compare_digest(keyed_hash(secret, message_of(event)), event.hash):
             return event.seq, "its content does not match its hash (altered)"
         expected_prev, expected_seq = event.hash, expected_seq + 1
     if expected_seq - 1 != count or (count and expected_prev != head_hash):

@@ -10,7 +10,6 @@ updates); SQLite runs the same scenarios too, serialised by its writer lock.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import sys
 import time
@@ -27,7 +26,7 @@ from app.db import Database
 from app.escalation.sweep import SweepReport, sweep
 from app.incidents.models import Incident
 from app.timeline import service as timeline
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, TEST_AUDIT_KEY, rrg_env
 from tests.escalation.helpers import DAY, HOUR, T0, Clock, Team, consistent_trail, keys
 
 N_INCIDENTS, PER_INCIDENT = 20, 50  # 1,000 overdue actions
@@ -150,7 +149,10 @@ async def test_concurrent_sweeps_on_separate_pools_escalate_each_level_once(
     db: Database, frozen: Clock, team: Team, database_url: str
 ):
     seeded = await seed_overdue(db, team)
-    replicas = [Database(database_url, pool_size=2, max_overflow=2) for _ in range(4)]
+    replicas = [
+        Database(database_url, pool_size=2, max_overflow=2, audit_key=TEST_AUDIT_KEY.encode())
+        for _ in range(4)
+    ]
     started = time.monotonic()
     try:
         reports: list[SweepReport] = await asyncio.gather(*(sweep(r, AT) for r in replicas))
@@ -177,7 +179,7 @@ async def rrg_sweep(database_url: str, at: datetime) -> tuple[int, str, str]:
         "--at",
         at.isoformat(),
         cwd=REPO_ROOT,
-        env={**os.environ, "RRG_DATABASE_URL": database_url, "PYTHONPATH": str(REPO_ROOT)},
+        env=rrg_env(database_url),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )

@@ -8,10 +8,6 @@ one outbox event and one notification per recipient, and nothing else was writte
 
 from __future__ import annotations
 
-import asyncio
-import os
-import subprocess
-import sys
 import uuid
 from collections import Counter
 from typing import Any
@@ -27,7 +23,7 @@ from app.escalation.sweep import sweep
 from app.notifications.models import Notification
 from app.outbox.models import OutboxEvent
 from app.timeline.models import TimelineEvent
-from tests.conftest import REPO_ROOT, Actor
+from tests.conftest import Actor, run_rrg
 from tests.escalation.helpers import (
     DAY,
     HOUR,
@@ -48,6 +44,10 @@ from tests.escalation.helpers import (
     triage_level,
 )
 from tests.incidents.helpers import move
+
+
+class Crash(BaseException):
+    """The process dying mid-sweep (as a kill would): not a failure the sweep handles."""
 
 
 def emails(*actors: Actor) -> frozenset[str]:
@@ -397,10 +397,10 @@ async def test_a_crash_before_commit_leaves_no_trace(
             .select_from(OutboxEvent)
             .where(OutboxEvent.type == "action.escalated")
         )
-        raise RuntimeError("power cut")  # ...and the commit never happens
+        raise Crash("power cut")  # ...and the commit never happens
 
     monkeypatch.setattr(sweep_module, "BEFORE_COMMIT", power_cut)
-    with pytest.raises(RuntimeError, match="power cut"):
+    with pytest.raises(Crash, match="power cut"):
         await sweep(db, at)
     assert written == {"ledger": 3, "events": 3, "notifications": 6, "outbox": 3}
     assert await state(db) == before
@@ -432,10 +432,10 @@ async def test_a_crash_mid_sweep_keeps_committed_batches_and_the_next_sweep_fini
         nonlocal calls
         calls += 1
         if calls == 2:
-            raise RuntimeError("killed")
+            raise Crash("killed")
 
     monkeypatch.setattr(sweep_module, "BEFORE_COMMIT", crash_on_second_batch)
-    with pytest.raises(RuntimeError, match="killed"):
+    with pytest.raises(Crash, match="killed"):
         await sweep(db, at)
     found = await consistent_trail(db)  # the triage batch committed, the action batch did not
     assert found.ledger_keys() == Counter({("triage", untriaged["id"], n): 1 for n in (1, 2)})
@@ -476,20 +476,6 @@ async def test_dry_run_reports_what_a_sweep_would_do_and_changes_nothing(
     assert sum((await consistent_trail(db)).ledger_keys().values()) == 9
 
 
-async def rrg(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "RRG_DATABASE_URL": database_url, "PYTHONPATH": str(REPO_ROOT)}
-    return await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "app", *args],
-        env=env,
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 @pytest.mark.slow
 async def test_sweep_command(
     client: httpx.AsyncClient, db: Database, frozen: Clock, team: Team, database_url: str
@@ -500,7 +486,7 @@ async def test_sweep_command(
     expected = await sweep(db, T0 + 3 * DAY, dry_run=True)
     lines = sorted(r.describe() for r in expected.escalations)
 
-    dry = await rrg(database_url, "sweep", "--at", at, "--dry-run")
+    dry = await run_rrg(database_url, "sweep", "--at", at, "--dry-run")
     assert dry.returncode == 0, dry.stdout + dry.stderr
     *printed, summary = dry.stdout.splitlines()
     assert summary == f"would escalate 9 item-levels at {at}"
@@ -511,7 +497,7 @@ async def test_sweep_command(
     )
     assert await state(db) == before
 
-    real = await rrg(database_url, "sweep", "--at", at)
+    real = await run_rrg(database_url, "sweep", "--at", at)
     assert real.returncode == 0, real.stdout + real.stderr
     *printed, summary = real.stdout.splitlines()
     assert summary == f"escalated 9 item-levels at {at}"
