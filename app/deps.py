@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Query, Request
@@ -14,7 +15,15 @@ from app.auth import service as auth_service
 from app.auth.roles import Role, at_least
 from app.auth.service import Principal
 from app.db import Database
-from app.errors import Forbidden, Unauthorized
+from app.errors import (
+    IF_MATCH_MISSING,
+    Forbidden,
+    InvalidInput,
+    PreconditionFailed,
+    PreconditionRequired,
+    Unauthorized,
+)
+from app.kit.types import unsafe_value
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -78,26 +87,77 @@ def require_role(minimum: Role) -> Callable[..., Coroutine[Any, Any, Principal]]
 AdminUser = Annotated[Principal, Depends(require_role("admin"))]
 
 
-def optional_version(value: str | None) -> int | None:
-    """The version an optional ``If-Match`` names (None when absent); unparseable → 412."""
-    from app.errors import PreconditionFailed
+async def refuse_unstorable_parameters(request: Request) -> None:
+    """Path and query values reach SQL as text: one that no database could store (a NUL
+    character) is refused with 422 before any endpoint runs."""
+    for location, items in (
+        ("path", list(request.path_params.items())),
+        ("query", request.query_params.multi_items()),
+    ):
+        for name, value in items:
+            reason = unsafe_value(value)
+            if reason is not None:
+                raise InvalidInput(name, reason, location=location)
 
+
+@dataclass(frozen=True)
+class Precondition:
+    """What an ``If-Match`` header asks for (RFC 9110 §13.1.1): ``*`` (any current
+    version) or a list of entity tags, compared strongly: a weak tag never matches."""
+
+    any_version: bool
+    strong_tags: frozenset[str]
+
+    def expect(self, version: int) -> int:
+        """The current version if the header matches it; 412 otherwise."""
+        if self.any_version or etag(version) in self.strong_tags:
+            return version
+        raise PreconditionFailed("If-Match does not name the current version of this resource")
+
+
+def parse_if_match(value: str | None) -> Precondition | None:
+    """The precondition an ``If-Match`` value states; None when absent or blank.
+
+    Tags are compared as text, never turned into numbers, so a tag of any length or
+    alphabet is simply one that does not match; a value that is not a list of entity
+    tags matches nothing either.
+    """
     if value is None or not value.strip():
         return None
-    tag = value.strip().removeprefix("W/").strip('"')
-    if not tag.isdigit():
-        raise PreconditionFailed("If-Match does not name a version of this resource")
-    return int(tag)
+    if value.strip() == "*":
+        return Precondition(any_version=True, strong_tags=frozenset())
+    strong: set[str] = set()
+    rest = value
+    while rest.strip():
+        rest = rest.lstrip(" \t,")
+        weak = rest.startswith("W/")
+        if weak:
+            rest = rest[2:]
+        end = rest.find('"', 1) if rest.startswith('"') else -1
+        if end < 0:
+            return Precondition(any_version=False, strong_tags=frozenset())
+        if not weak:
+            strong.add(rest[: end + 1])
+        rest = rest[end + 1 :]
+        if rest.strip() and not rest.lstrip(" \t").startswith(","):
+            return Precondition(any_version=False, strong_tags=frozenset())
+    return Precondition(any_version=False, strong_tags=frozenset(strong))
 
 
-def required_version(value: str | None) -> int:
-    """The version a required ``If-Match`` names: missing → 428, unparseable → 412."""
-    from app.errors import PreconditionRequired
+def optional_version(value: str | None, current: int) -> int | None:
+    """The version an optional ``If-Match`` holds the change to (None when absent); 412
+    when it does not match ``current``."""
+    precondition = parse_if_match(value)
+    return None if precondition is None else precondition.expect(current)
 
-    version = optional_version(value)
-    if version is None:
-        raise PreconditionRequired("This change needs an If-Match header with the ETag")
-    return version
+
+def required_version(value: str | None, current: int) -> int:
+    """The version a required ``If-Match`` holds the change to: missing → 428, not
+    matching ``current`` → 412."""
+    precondition = parse_if_match(value)
+    if precondition is None:
+        raise PreconditionRequired(IF_MATCH_MISSING)
+    return precondition.expect(current)
 
 
 def etag(version: int) -> str:
@@ -105,16 +165,20 @@ def etag(version: int) -> str:
 
 
 IfMatch = Annotated[
-    str | None, Header(alias="If-Match", description="The ETag of the version you changed")
-]
-IdempotencyKeyHeader = Annotated[
     str | None,
-    Header(alias="Idempotency-Key", description="Replays the first response for the same key"),
+    Header(
+        alias="If-Match",
+        description="Optional: the ETag of the version you are changing (`*`: any version)",
+    ),
+]
+IfMatchRequired = Annotated[
+    str,
+    Header(
+        alias="If-Match",
+        description="The ETag of the version you are changing (`*`: any version); "
+        "428 when missing, 412 when it does not match",
+    ),
 ]
 
 # Page sizes for lists (SPEC §8: at most 200).
 Limit = Annotated[int, Query(ge=1, le=200)]
-ETAG_RESPONSES: dict[int | str, dict[str, Any]] = {
-    412: {"description": "If-Match names a stale version"},
-    428: {"description": "If-Match is missing"},
-}

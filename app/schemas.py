@@ -7,17 +7,30 @@ import json
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from app.errors import InvalidInput
+from app.kit.types import unsafe_value
 
 T = TypeVar("T")
 
 
 class InputModel(BaseModel):
-    """Every request body: unknown fields are refused (422)."""
+    """Every request body and every object inside one (422 naming the field): unknown
+    fields, NaN and infinities, NUL characters and invalid Unicode in text, and integers
+    beyond 64 bits are refused."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    # After each field's own validation: a nested input model has checked its own fields
+    # (so the error names the innermost field); lists and dicts of plain values are walked.
+    @field_validator("*", mode="after")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        reason = unsafe_value(value)
+        if reason is not None:
+            raise ValueError(reason)
+        return value
 
 
 class Page(BaseModel, Generic[T]):

@@ -4,10 +4,11 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints
 
 from app.actions.vocabulary import ActionStatus, Kind, OwningMinistry, Priority
 from app.incidents.schemas import UserRef
+from app.kit.types import Timestamp
 from app.schemas import InputModel
 
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
@@ -21,7 +22,7 @@ class ActionCreate(InputModel):
     owning_ministry: OwningMinistry
     assignee_id: uuid.UUID | None = None
     priority: Priority = "medium"
-    due_at: AwareDatetime | None = None
+    due_at: Timestamp | None = None
 
 
 class ActionUpdate(InputModel):
@@ -31,7 +32,7 @@ class ActionUpdate(InputModel):
     owning_ministry: OwningMinistry | None = None
     assignee_id: uuid.UUID | None = None
     priority: Priority | None = None
-    due_at: AwareDatetime | None = None
+    due_at: Timestamp | None = None
 
 
 REQUIRED_FIELDS = frozenset({"title", "description", "kind", "owning_ministry", "priority"})

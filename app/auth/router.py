@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
@@ -9,6 +9,8 @@ from app.auth import service
 from app.auth.models import User
 from app.auth.schemas import TokenCreate, TokenCreated, TokenOut, UserCreate, UserOut, UserUpdate
 from app.deps import AdminUser, CurrentUser, Session
+from app.errors import problem_responses
+from app.idempotency import Idempotent
 from app.schemas import Page
 
 router = APIRouter(prefix="/api/v1", tags=["identity"])
@@ -34,9 +36,28 @@ async def list_users(session: Session, _: AdminUser) -> Page[UserOut]:
     return Page(items=[user_out(u) for u in users], next_cursor=None)
 
 
-@router.post("/users", status_code=201)
-async def create_user(data: UserCreate, session: Session, _: AdminUser) -> UserOut:
-    return user_out(await service.create_user(session, data))
+@router.post(
+    "/users",
+    status_code=201,
+    responses=problem_responses({409: "A user with this email already exists"}),
+)
+async def create_user(
+    data: UserCreate,
+    session: Session,
+    _: AdminUser,
+    response: Response,
+    idempotency: Idempotent,
+) -> UserOut:
+    async def produce() -> UserOut:
+        return user_out(await service.create_user(session, data))
+
+    return await idempotency.respond(  # type: ignore[return-value]
+        session,
+        response,
+        scope="users",
+        produce=produce,
+        recheck=lambda body: service.get_user(session, uuid.UUID(body["id"])),
+    )
 
 
 @router.patch("/users/{user_id}")
@@ -58,10 +79,29 @@ async def list_tokens(
 
 
 @router.post("/tokens", status_code=201)
-async def create_token(data: TokenCreate, session: Session, principal: CurrentUser) -> TokenCreated:
-    token, plaintext = await service.create_token(session, principal.user, data)
-    return TokenCreated.model_validate(
-        {**TokenOut.model_validate(token).model_dump(), "token": plaintext}
+async def create_token(
+    data: TokenCreate,
+    session: Session,
+    principal: CurrentUser,
+    response: Response,
+    idempotency: Idempotent,
+) -> TokenCreated:
+    async def produce() -> TokenCreated:
+        token, plaintext = await service.create_token(session, principal.user, data)
+        return TokenCreated.model_validate(
+            {**TokenOut.model_validate(token).model_dump(), "token": plaintext}
+        )
+
+    async def own_token(_: dict[str, Any]) -> None:
+        """Keys are per user and a token belongs to its creator, who always sees it."""
+
+    return await idempotency.respond(  # type: ignore[return-value]
+        session,
+        response,
+        scope="tokens",
+        produce=produce,
+        recheck=own_token,
+        sealed=("token",),
     )
 
 

@@ -8,6 +8,7 @@ from zoneinfo import available_timezones
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 
 from app.auth.roles import Role
+from app.kit.types import Timestamp
 from app.schemas import InputModel
 
 Language = Literal["en", "ja"]
@@ -80,4 +81,4 @@ class TokenCreated(TokenOut):
 
 class TokenCreate(InputModel):
     name: str = Field(min_length=1, max_length=100)
-    expires_at: datetime | None = Field(default=None, description="UTC; none = never expires")
+    expires_at: Timestamp | None = Field(default=None, description="None: never expires")

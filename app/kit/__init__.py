@@ -1,0 +1,1 @@
+"""Small shared building blocks the domain packages use (types, request helpers)."""
