@@ -11,12 +11,29 @@ is documented truthfully without anyone remembering to.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 from pydantic.json_schema import models_json_schema
 
-from app.errors import PROBLEM_JSON, PROBLEM_SCHEMA_REF, Problem
+from app.errors import PROBLEM_JSON, PROBLEM_SCHEMA_REF, Problem, problem
+
+DESCRIPTION = """\
+Conventions (SPEC §8): JSON under `/api/v1`; `Authorization: Bearer rrg_...` on everything
+but the health checks. Every 4xx and 5xx is `application/problem+json` (the `Problem`
+schema): `errors` names each invalid field, `unmet` lists every unmet guard of a refused
+transition.
+
+Input: unknown fields are refused at every level; text never holds a NUL character
+(U+0000); numbers are finite (no NaN or Infinity) and integers fit in 64 bits (or less,
+as each field states); every time carries a UTC offset and lies in the years 1900 to
+2099; times are returned in UTC. Bodies over 1 MiB are refused (413).
+
+Single resources carry a strong `ETag`; `If-Match` takes `*` or a list of strong tags
+(a weak tag never matches). Creating endpoints accept `Idempotency-Key`.
+"""
 
 UNAUTHORIZED = "No valid bearer token"
 FORBIDDEN = "Your role or position does not allow this"
@@ -93,9 +110,17 @@ def _document(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
+def _path_pattern(template: str) -> re.Pattern[str]:
+    parts = re.split(r"(\{[^}]+\})", template)
+    return re.compile(
+        "^" + "".join("[^/]+" if p.startswith("{") else re.escape(p) for p in parts) + "$"
+    )
+
+
 def install_contract(app: FastAPI) -> None:
     """Make ``app.openapi()`` (served at /openapi.json, written by ``rrg openapi``) the
-    contract with every operation's problem responses."""
+    contract with every operation's problem responses, and answer a wrong method with
+    the ``Allow`` header the contract documents for that path."""
 
     def contract() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -103,3 +128,23 @@ def install_contract(app: FastAPI) -> None:
         return app.openapi_schema
 
     app.openapi = contract  # type: ignore[method-assign]
+    paths: list[tuple[re.Pattern[str], list[str]]] = []
+
+    async def method_not_allowed(request: Request, exc: Exception) -> JSONResponse:
+        if not paths:
+            paths.extend(
+                (_path_pattern(path), sorted(m.upper() for m in item))
+                for path, item in contract()["paths"].items()
+            )
+        allowed = sorted(
+            {m for pattern, methods in paths if pattern.match(request.url.path) for m in methods}
+        )
+        if "GET" in allowed:
+            allowed.append("HEAD")
+        return problem(
+            405,
+            detail=f"{request.method} is not allowed here",
+            headers={"Allow": ", ".join(allowed)},
+        )
+
+    app.add_exception_handler(405, method_not_allowed)

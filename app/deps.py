@@ -176,7 +176,9 @@ IfMatchRequired = Annotated[
     Header(
         alias="If-Match",
         description="The ETag of the version you are changing (`*`: any version); "
-        "428 when missing, 412 when it does not match",
+        "428 when missing or empty, 412 when it does not match",
+        # Documented only: an empty value is refused as missing (428), not as invalid.
+        json_schema_extra={"minLength": 1},
     ),
 ]
 

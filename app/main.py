@@ -13,6 +13,7 @@ from app import health
 from app.actions.router import router as actions_router
 from app.auth.router import router as auth_router
 from app.config import Settings, get_settings
+from app.contract import DESCRIPTION as API_DESCRIPTION
 from app.contract import install_contract
 from app.db import Database
 from app.deps import refuse_unstorable_parameters
@@ -57,6 +58,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         title="RRG Coordination Service",
         version="1.0.0",
         summary="US-Japan Critical Minerals Supply Security Rapid Response Group",
+        description=API_DESCRIPTION,
         lifespan=lifespan,
         generate_unique_id_function=_operation_id,
         dependencies=[Depends(refuse_unstorable_parameters)],

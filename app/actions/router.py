@@ -36,6 +36,9 @@ from app.kit.types import Timestamp
 from app.schemas import Page
 
 router = APIRouter(prefix="/api/v1", tags=["actions"])
+ASSIGNEE_PATTERN = (
+    r"^(me|[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12})$"
+)
 CONFLICT = problem_responses({409: "The action's state does not allow this"})
 TRANSITION_REFUSED = problem_responses({409: "Not allowed now; `unmet` lists every unmet guard"})
 
@@ -118,11 +121,16 @@ async def create_action(
     )
 
 
-@router.get("/actions")
+@router.get(
+    "/actions",
+    responses=problem_responses({404: "The incident filter names no incident you may see"}),
+)
 async def list_actions(
     session: Session,
     principal: CurrentUser,
-    assignee: Annotated[str | None, Query(description="`me` or a user id")] = None,
+    assignee: Annotated[
+        str | None, Query(description="`me` or a user id", pattern=ASSIGNEE_PATTERN)
+    ] = None,
     ministry: Annotated[list[OwningMinistry] | None, Query()] = None,
     status: Annotated[list[ActionStatus] | None, Query()] = None,
     overdue: bool = False,

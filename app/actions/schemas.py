@@ -25,7 +25,13 @@ class ActionCreate(InputModel):
     due_at: Timestamp | None = None
 
 
+# Fields that may not be cleared with null.
+REQUIRED_FIELDS = frozenset({"title", "description", "kind", "owning_ministry", "priority"})
+
+
 class ActionUpdate(InputModel):
+    not_nullable = REQUIRED_FIELDS
+
     title: Title | None = None
     description: Text | None = None
     kind: Kind | None = None
@@ -33,9 +39,6 @@ class ActionUpdate(InputModel):
     assignee_id: uuid.UUID | None = None
     priority: Priority | None = None
     due_at: Timestamp | None = None
-
-
-REQUIRED_FIELDS = frozenset({"title", "description", "kind", "owning_ministry", "priority"})
 
 
 class ActionTransitionRequest(InputModel):

@@ -51,6 +51,8 @@ class UserCreate(InputModel):
 
 
 class UserUpdate(InputModel):
+    not_nullable = frozenset({"display_name", "role", "language", "timezone", "co_chair", "active"})
+
     display_name: str | None = Field(default=None, min_length=1, max_length=200)
     role: Role | None = None
     language: Language | None = None

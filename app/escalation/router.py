@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
@@ -15,7 +15,12 @@ from app.schemas import InputModel, Page
 router = APIRouter(prefix="/api/v1/escalation-policies", tags=["escalation"])
 
 Severity = Literal["SEV1", "SEV2", "SEV3", "SEV4"]
-DURATION = "ISO 8601 duration (e.g. PT4H, P5D) or seconds"
+DURATION = "ISO 8601 duration (e.g. PT4H, P5D) or seconds; one minute to one year (365 days)"
+# Bounds that keep every stored duration expressible and the sweep's arithmetic sane.
+Duration = Annotated[
+    timedelta,
+    Field(description=DURATION, ge=timedelta(minutes=1), le=timedelta(days=365)),
+]
 
 
 class PolicyOut(BaseModel):
@@ -28,10 +33,10 @@ class PolicyOut(BaseModel):
 
 
 class PolicyIn(InputModel):
-    triage_within: timedelta = Field(description=DURATION)
-    level2_after: timedelta = Field(description=DURATION)
-    level3_after: timedelta = Field(description=DURATION)
-    update_every: timedelta = Field(description=DURATION)
+    triage_within: Duration
+    level2_after: Duration
+    level3_after: Duration
+    update_every: Duration
 
 
 def _out(row: EscalationPolicy) -> PolicyOut:

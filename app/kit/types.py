@@ -11,7 +11,14 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    AnyHttpUrl,
+    BaseModel,
+    BeforeValidator,
+    Field,
+    WithJsonSchema,
+)
 
 # --- times -------------------------------------------------------------------------------
 
@@ -64,6 +71,22 @@ Timestamp = Annotated[
     WithJsonSchema(timestamp_schema()),
 ]
 """A time the API accepts (body, query): aware, in range, returned as UTC."""
+
+# --- links -------------------------------------------------------------------------------
+
+MAX_URL_LENGTH = 2083
+HttpUrl = Annotated[
+    AnyHttpUrl,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "uri",
+            "pattern": r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[^\s]*)?$",
+            "maxLength": MAX_URL_LENGTH,
+            "description": "An http or https URL",
+        }
+    ),
+]
 
 # --- numbers -----------------------------------------------------------------------------
 
