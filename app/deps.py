@@ -19,7 +19,6 @@ from app.errors import (
     IF_MATCH_MISSING,
     Forbidden,
     InvalidInput,
-    PreconditionFailed,
     PreconditionRequired,
     Unauthorized,
 )
@@ -100,6 +99,11 @@ async def refuse_unstorable_parameters(request: Request) -> None:
                 raise InvalidInput(name, reason, location=location)
 
 
+# No resource has this version (versions start at 1): what a non-matching If-Match
+# resolves to, so the service refuses it with 412 after its own permission checks.
+NO_VERSION = 0
+
+
 @dataclass(frozen=True)
 class Precondition:
     """What an ``If-Match`` header asks for (RFC 9110 §13.1.1): ``*`` (any current
@@ -108,11 +112,13 @@ class Precondition:
     any_version: bool
     strong_tags: frozenset[str]
 
-    def expect(self, version: int) -> int:
-        """The current version if the header matches it; 412 otherwise."""
-        if self.any_version or etag(version) in self.strong_tags:
-            return version
-        raise PreconditionFailed("If-Match does not name the current version of this resource")
+    def matches(self, version: int) -> bool:
+        return self.any_version or etag(version) in self.strong_tags
+
+    def expected(self, version: int) -> int:
+        """The version the change is held to: ``version`` when the header matches it,
+        otherwise one no resource has (the service's version check then answers 412)."""
+        return version if self.matches(version) else NO_VERSION
 
 
 def parse_if_match(value: str | None) -> Precondition | None:
@@ -145,19 +151,19 @@ def parse_if_match(value: str | None) -> Precondition | None:
 
 
 def optional_version(value: str | None, current: int) -> int | None:
-    """The version an optional ``If-Match`` holds the change to (None when absent); 412
-    when it does not match ``current``."""
+    """The version an optional ``If-Match`` holds a change to (None when absent), for the
+    service's ``check_version``: a tag that does not match ``current`` fails it (412)."""
     precondition = parse_if_match(value)
-    return None if precondition is None else precondition.expect(current)
+    return None if precondition is None else precondition.expected(current)
 
 
 def required_version(value: str | None, current: int) -> int:
-    """The version a required ``If-Match`` holds the change to: missing → 428, not
-    matching ``current`` → 412."""
+    """The version a required ``If-Match`` holds a change to: missing → 428 here; a tag
+    that does not match ``current`` fails the service's ``check_version`` (412)."""
     precondition = parse_if_match(value)
     if precondition is None:
         raise PreconditionRequired(IF_MATCH_MISSING)
-    return precondition.expect(current)
+    return precondition.expected(current)
 
 
 def etag(version: int) -> str:

@@ -33,7 +33,8 @@ NINES = '"' + "9" * 5000 + '"'
 def test_if_match_compares_strong_tags_as_text(header: str, version: int, matches: bool):
     precondition = parse_if_match(header)
     assert precondition is not None
-    assert (precondition.any_version or f'"{version}"' in precondition.strong_tags) is matches
+    assert precondition.matches(version) is matches
+    assert precondition.expected(version) == (version if matches else 0)
 
 
 def test_a_blank_if_match_is_no_precondition():

@@ -75,13 +75,29 @@ Timestamp = Annotated[
 # --- links -------------------------------------------------------------------------------
 
 MAX_URL_LENGTH = 2083
+URL_PATTERN = (
+    r"^https?://([A-Za-z0-9-]+\.)*[A-Za-z][A-Za-z0-9-]*"  # a name (its last label not a number)
+    r"(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4}))?"
+    r"([/?#][^\s]*)?$"
+)
+_URL = re.compile(URL_PATTERN)
+
+
+def _url_text(value: Any) -> Any:
+    """The contract's form of a link, checked before the URL parser sees it."""
+    if not isinstance(value, str) or len(value) > MAX_URL_LENGTH or not _URL.match(value):
+        raise ValueError(f"must be an http or https URL of at most {MAX_URL_LENGTH} characters")
+    return value
+
+
 HttpUrl = Annotated[
     AnyHttpUrl,
+    BeforeValidator(_url_text),
     WithJsonSchema(
         {
             "type": "string",
             "format": "uri",
-            "pattern": r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[^\s]*)?$",
+            "pattern": URL_PATTERN,
             "maxLength": MAX_URL_LENGTH,
             "description": "An http or https URL",
         }
