@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Protocol, TypeVar
 
-from cryptography.fernet import Fernet
+from cryptography.fernet import Fernet, InvalidToken
 from fastapi import Depends, Header, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
@@ -31,7 +31,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from app import clock
 from app.config import Settings
 from app.db import Base, Database, JSONType
-from app.deps import CurrentUser, get_database
+from app.deps import CurrentUser, etag, get_database
 from app.errors import Conflict, InvalidInput
 from app.models_base import IdMixin
 
@@ -182,10 +182,9 @@ def _fernet(secret: str) -> Fernet:
     return Fernet(base64.urlsafe_b64encode(key))
 
 
-def _etag_headers(body: Any) -> dict[str, str]:
+def _etag_headers(version: Any) -> dict[str, str]:
     """Single resources carry the strong ETag of their ``version`` (SPEC §8)."""
-    version = body.get("version") if isinstance(body, dict) else None
-    return {"ETag": f'"{version}"'} if isinstance(version, int) else {}
+    return {"ETag": etag(version)} if isinstance(version, int) else {}
 
 
 class HasId(Protocol):
@@ -228,7 +227,7 @@ class Idempotency:
         """
         if self.key is None:
             result = await produce()
-            response.headers.update(_etag_headers(result.model_dump(mode="json")))
+            response.headers.update(_etag_headers(getattr(result, "version", None)))
             return result
         if within is not None:
             async with self.db.unit_of_work(readonly=True) as reader:
@@ -243,10 +242,11 @@ class Idempotency:
         if reservation.replay is not None:
             body = self._unseal(reservation.replay.body, sealed)
             await recheck(body)
+            version = body.get("version") if isinstance(body, dict) else None
             return JSONResponse(
                 body,
                 status_code=reservation.replay.status,
-                headers={"Idempotent-Replayed": "true", **_etag_headers(body)},
+                headers={"Idempotent-Replayed": "true", **_etag_headers(version)},
             )
         try:
             result = await produce()
@@ -256,7 +256,7 @@ class Idempotency:
             await session.rollback()  # let go of the database before freeing the key
             await release(self.db, reservation)
             raise
-        response.headers.update(_etag_headers(body))
+        response.headers.update(_etag_headers(getattr(result, "version", None)))
         return result
 
     def _seal(self, body: Any, fields: Sequence[str]) -> Any:
@@ -274,12 +274,17 @@ class Idempotency:
         if not fields or not isinstance(body, dict):
             return body
         fernet = _fernet(self.secret)
-        return {
-            name: fernet.decrypt(value.removeprefix(SEAL_PREFIX).encode()).decode()
-            if name in fields and isinstance(value, str) and value.startswith(SEAL_PREFIX)
-            else value
-            for name, value in body.items()
-        }
+        try:
+            return {
+                name: fernet.decrypt(value.removeprefix(SEAL_PREFIX).encode()).decode()
+                if name in fields and isinstance(value, str) and value.startswith(SEAL_PREFIX)
+                else value
+                for name, value in body.items()
+            }
+        except InvalidToken:  # sealed under an RRG_SECRET_KEY since replaced
+            raise Conflict(
+                "The first response to this Idempotency-Key can no longer be replayed"
+            ) from None
 
 
 async def idempotency(

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 from sqlalchemy import select
 
 from app.db import Database
@@ -192,3 +193,18 @@ async def test_a_replayed_token_is_the_same_secret_which_is_never_stored_in_clea
     assert len(stored) == 1 and stored[0].response_body is not None
     assert secret not in str(stored[0].response_body)
     assert stored[0].response_body["token"].startswith("sealed:")
+
+
+async def test_a_sealed_replay_under_a_replaced_secret_key_is_a_conflict_not_a_500(
+    app: Any, client: httpx.AsyncClient, make_actor: MakeActor
+):
+    user = await make_actor("viewer")
+    keyed = {**user.headers, "Idempotency-Key": "token-rotated"}
+    first = await client.post("/api/v1/tokens", json={"name": "feed"}, headers=keyed)
+    assert first.status_code == 201, first.text
+    app.state.settings = app.state.settings.model_copy(
+        update={"secret_key": SecretStr("another-secret-key-after-rotation")}
+    )
+    replay = await client.post("/api/v1/tokens", json={"name": "feed"}, headers=keyed)
+    assert "can no longer be replayed" in assert_problem(replay, 409)["detail"]
+    assert len(await listed(client, user, "/api/v1/tokens")) == 2
