@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
@@ -14,8 +15,15 @@ from app.auth import service as auth_service
 from app.auth.roles import Role, at_least
 from app.auth.service import Principal
 from app.db import Database
-from app.errors import Forbidden, Unauthorized
+from app.errors import (
+    IF_MATCH_MISSING,
+    Forbidden,
+    InvalidInput,
+    PreconditionRequired,
+    Unauthorized,
+)
 from app.kit.pagination import Limit as Limit  # the page-size parameter every list shares
+from app.kit.types import unsafe_value
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -79,26 +87,84 @@ def require_role(minimum: Role) -> Callable[..., Coroutine[Any, Any, Principal]]
 AdminUser = Annotated[Principal, Depends(require_role("admin"))]
 
 
-def optional_version(value: str | None) -> int | None:
-    """The version an optional ``If-Match`` names (None when absent); unparseable → 412."""
-    from app.errors import PreconditionFailed
+async def refuse_unstorable_parameters(request: Request) -> None:
+    """Path and query values reach SQL as text: one that no database could store (a NUL
+    character) is refused with 422 before any endpoint runs."""
+    for location, items in (
+        ("path", list(request.path_params.items())),
+        ("query", request.query_params.multi_items()),
+    ):
+        for name, value in items:
+            reason = unsafe_value(value)
+            if reason is not None:
+                raise InvalidInput(name, reason, location=location)
 
+
+# No resource has this version (versions start at 1): what a non-matching If-Match
+# resolves to, so the service refuses it with 412 after its own permission checks.
+NO_VERSION = 0
+
+
+@dataclass(frozen=True)
+class Precondition:
+    """What an ``If-Match`` header asks for (RFC 9110 §13.1.1): ``*`` (any current
+    version) or a list of entity tags, compared strongly: a weak tag never matches."""
+
+    any_version: bool
+    strong_tags: frozenset[str]
+
+    def matches(self, version: int) -> bool:
+        return self.any_version or etag(version) in self.strong_tags
+
+    def expected(self, version: int) -> int:
+        """The version the change is held to: ``version`` when the header matches it,
+        otherwise one no resource has (the service's version check then answers 412)."""
+        return version if self.matches(version) else NO_VERSION
+
+
+def parse_if_match(value: str | None) -> Precondition | None:
+    """The precondition an ``If-Match`` value states; None when absent or blank.
+
+    Tags are compared as text, never turned into numbers, so a tag of any length or
+    alphabet is simply one that does not match; a value that is not a list of entity
+    tags matches nothing either.
+    """
     if value is None or not value.strip():
         return None
-    tag = value.strip().removeprefix("W/").strip('"')
-    if not tag.isdigit():
-        raise PreconditionFailed("If-Match does not name a version of this resource")
-    return int(tag)
+    if value.strip() == "*":
+        return Precondition(any_version=True, strong_tags=frozenset())
+    strong: set[str] = set()
+    rest = value
+    while rest.strip():
+        rest = rest.lstrip(" \t,")
+        weak = rest.startswith("W/")
+        if weak:
+            rest = rest[2:]
+        end = rest.find('"', 1) if rest.startswith('"') else -1
+        if end < 0:
+            return Precondition(any_version=False, strong_tags=frozenset())
+        if not weak:
+            strong.add(rest[: end + 1])
+        rest = rest[end + 1 :]
+        if rest.strip() and not rest.lstrip(" \t").startswith(","):
+            return Precondition(any_version=False, strong_tags=frozenset())
+    return Precondition(any_version=False, strong_tags=frozenset(strong))
 
 
-def required_version(value: str | None) -> int:
-    """The version a required ``If-Match`` names: missing → 428, unparseable → 412."""
-    from app.errors import PreconditionRequired
+def optional_version(value: str | None, current: int) -> int | None:
+    """The version an optional ``If-Match`` holds a change to (None when absent), for the
+    service's ``check_version``: a tag that does not match ``current`` fails it (412)."""
+    precondition = parse_if_match(value)
+    return None if precondition is None else precondition.expected(current)
 
-    version = optional_version(value)
-    if version is None:
-        raise PreconditionRequired("This change needs an If-Match header with the ETag")
-    return version
+
+def required_version(value: str | None, current: int) -> int:
+    """The version a required ``If-Match`` holds a change to: missing → 428 here; a tag
+    that does not match ``current`` fails the service's ``check_version`` (412)."""
+    precondition = parse_if_match(value)
+    if precondition is None:
+        raise PreconditionRequired(IF_MATCH_MISSING)
+    return precondition.expected(current)
 
 
 def etag(version: int) -> str:
@@ -106,14 +172,19 @@ def etag(version: int) -> str:
 
 
 IfMatch = Annotated[
-    str | None, Header(alias="If-Match", description="The ETag of the version you changed")
-]
-IdempotencyKeyHeader = Annotated[
     str | None,
-    Header(alias="Idempotency-Key", description="Replays the first response for the same key"),
+    Header(
+        alias="If-Match",
+        description="Optional: the ETag of the version you are changing (`*`: any version)",
+    ),
 ]
-
-ETAG_RESPONSES: dict[int | str, dict[str, Any]] = {
-    412: {"description": "If-Match names a stale version"},
-    428: {"description": "If-Match is missing"},
-}
+IfMatchRequired = Annotated[
+    str,
+    Header(
+        alias="If-Match",
+        description="The ETag of the version you are changing (`*`: any version); "
+        "428 when missing or empty, 412 when it does not match",
+        # Documented only: an empty value is refused as missing (428), not as invalid.
+        json_schema_extra={"minLength": 1},
+    ),
+]

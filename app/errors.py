@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 logger = logging.getLogger("rrg.errors")
@@ -102,6 +103,56 @@ class TransitionRefused(AppError):
         super().__init__(detail, extra={"unmet": list(unmet)})
 
 
+# --- the documented shape --------------------------------------------------------------
+
+
+class FieldProblem(BaseModel):
+    location: str = Field(description="`body`, `query`, `path` or `header`")
+    field: str = Field(description="The field, dotted for nested ones (`sources.0.url`)")
+    reason: str
+
+
+class UnmetGuard(BaseModel):
+    code: str
+    message: str
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem detail: every 4xx and 5xx answer."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(description="A URI naming the kind of problem (`urn:rrg:problem:...`)")
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldProblem] = Field(
+        default_factory=list, description="Invalid input (422): each field and why"
+    )
+    unmet: list[UnmetGuard] = Field(
+        default_factory=list, description="A refused transition (409): every unmet guard"
+    )
+
+
+PROBLEM_SCHEMA_REF = {"$ref": "#/components/schemas/Problem"}
+
+
+def problem_responses(described: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for problems a route gives beyond those derived from its
+    signature (``app.contract``), e.g. ``{409: "The action is not proposed"}``."""
+    return {
+        status: {"description": text, "content": {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA_REF}}}
+        for status, text in described.items()
+    }
+
+
+IF_MATCH_MISSING = "This change needs an If-Match header with the ETag (or `*`)"
+# Required headers whose absence has a status of its own (RFC 6585: 428 for If-Match).
+MISSING_HEADER_ERRORS: dict[str, Callable[[], AppError]] = {
+    "if-match": lambda: PreconditionRequired(IF_MATCH_MISSING)
+}
+
+
 def problem(
     status: int,
     *,
@@ -132,7 +183,7 @@ def validation_errors(errors: Sequence[Any]) -> list[dict[str, str]]:
     out = []
     for err in errors:
         location, field = _field_name(err.get("loc", ()))
-        reason = str(err.get("msg", "invalid"))
+        reason = str(err.get("msg", "invalid")).removeprefix("Value error, ")
         if err.get("type") == "extra_forbidden":
             reason = "unknown field"
         out.append({"location": location, "field": field, "reason": reason})
@@ -151,8 +202,24 @@ async def _app_error(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+def _missing_header_error(errors: Sequence[Any]) -> AppError | None:
+    """The error for a request whose only fault is a missing header with its own status."""
+    kinds = {
+        MISSING_HEADER_ERRORS.get(str(err.get("loc", ("", ""))[-1]).lower())
+        if err.get("type") == "missing" and tuple(err.get("loc", ()))[:1] == ("header",)
+        else None
+        for err in errors
+    }
+    if len(kinds) == 1 and (make := kinds.pop()) is not None:
+        return make()
+    return None
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    special = _missing_header_error(exc.errors())
+    if special is not None:
+        return await _app_error(request, special)
     errors = validation_errors(exc.errors())
     detail = "; ".join(f"{e['field']}: {e['reason']}" for e in errors) or "invalid request"
     return problem(

@@ -11,13 +11,16 @@ the created rows commit together). A reservation whose request died is taken ove
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Annotated, Any, Protocol, TypeVar
 
+from cryptography.fernet import Fernet, InvalidToken
+from fastapi import Depends, Header, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, delete, select, update
@@ -26,13 +29,27 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app import clock
+from app.config import Settings
 from app.db import Base, Database, JSONType
+from app.deps import CurrentUser, etag, get_database
 from app.errors import Conflict, InvalidInput
 from app.models_base import IdMixin
 
 KEY_LIFETIME = timedelta(hours=24)
 IN_FLIGHT_TIMEOUT = timedelta(seconds=60)
 MAX_KEY_LENGTH = 200
+
+M = TypeVar("M", bound=BaseModel)
+
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=MAX_KEY_LENGTH,
+        description="Replays the first response for the same key and body (kept 24 hours)",
+    ),
+]
 
 
 class IdempotencyKey(IdMixin, Base):
@@ -157,34 +174,130 @@ async def purge_expired(session: AsyncSession) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-async def respond_once(
-    db: Database,
-    session: AsyncSession,
-    *,
-    user_id: uuid.UUID,
-    scope: str,
-    key: str | None,
-    body: bytes,
-    produce: Callable[[], Awaitable[BaseModel]],
-    status: int = 201,
-) -> BaseModel | JSONResponse:
-    """Run a creating endpoint under an optional Idempotency-Key."""
-    if key is None:
-        return await produce()
-    reservation = await reserve(
-        db, user_id=user_id, scope=scope, key=key, request_hash=body_hash(body)
-    )
-    if reservation.replay is not None:
-        return JSONResponse(
-            reservation.replay.body,
-            status_code=reservation.replay.status,
-            headers={"Idempotent-Replayed": "true"},
+SEAL_PREFIX = "sealed:"
+
+
+def _fernet(secret: str) -> Fernet:
+    key = hashlib.sha256(b"rrg idempotency seal\x00" + secret.encode()).digest()
+    return Fernet(base64.urlsafe_b64encode(key))
+
+
+def _etag_headers(version: Any) -> dict[str, str]:
+    """Single resources carry the strong ETag of their ``version`` (SPEC §8)."""
+    return {"ETag": etag(version)} if isinstance(version, int) else {}
+
+
+class HasId(Protocol):
+    id: uuid.UUID
+
+
+@dataclass
+class Idempotency:
+    """The optional ``Idempotency-Key`` of a creating request (SPEC §8).
+
+    An endpoint takes ``idempotency: Idempotent`` and returns
+    ``await idempotency.respond(...)``; without a key the endpoint just runs.
+    """
+
+    db: Database
+    user_id: uuid.UUID
+    key: str | None
+    body: bytes
+    secret: str
+
+    async def respond(
+        self,
+        session: AsyncSession,
+        response: Response,
+        *,
+        scope: str,
+        produce: Callable[[], Awaitable[M]],
+        recheck: Callable[[Any], Awaitable[object]],
+        within: Callable[[AsyncSession], Awaitable[HasId]] | None = None,
+        sealed: Sequence[str] = (),
+        status: int = 201,
+    ) -> M | JSONResponse:
+        """Run ``produce`` once per key, or replay its first response.
+
+        ``scope`` names the collection the request creates in; ``within`` resolves its
+        parent (an incident, by id or key) so both spellings share one scope. A replay
+        first runs ``recheck`` on the stored body, which raises (404) when the caller may
+        no longer see the result. Fields in ``sealed`` (secrets shown once) are stored
+        encrypted with a key derived from ``RRG_SECRET_KEY``.
+        """
+        if self.key is None:
+            result = await produce()
+            response.headers.update(_etag_headers(getattr(result, "version", None)))
+            return result
+        if within is not None:
+            async with self.db.unit_of_work(readonly=True) as reader:
+                scope = f"{scope}:{(await within(reader)).id}"
+        reservation = await reserve(
+            self.db,
+            user_id=self.user_id,
+            scope=scope,
+            key=self.key,
+            request_hash=body_hash(self.body),
         )
-    try:
-        result = await produce()
-        await complete(session, reservation, status, result.model_dump(mode="json"))
-    except BaseException:
-        await session.rollback()  # let go of the database before freeing the key
-        await release(db, reservation)
-        raise
-    return result
+        if reservation.replay is not None:
+            body = self._unseal(reservation.replay.body, sealed)
+            await recheck(body)
+            version = body.get("version") if isinstance(body, dict) else None
+            return JSONResponse(
+                body,
+                status_code=reservation.replay.status,
+                headers={"Idempotent-Replayed": "true", **_etag_headers(version)},
+            )
+        try:
+            result = await produce()
+            body = result.model_dump(mode="json")
+            await complete(session, reservation, status, self._seal(body, sealed))
+        except BaseException:
+            await session.rollback()  # let go of the database before freeing the key
+            await release(self.db, reservation)
+            raise
+        response.headers.update(_etag_headers(getattr(result, "version", None)))
+        return result
+
+    def _seal(self, body: Any, fields: Sequence[str]) -> Any:
+        if not fields or not isinstance(body, dict):
+            return body
+        fernet = _fernet(self.secret)
+        return {
+            name: SEAL_PREFIX + fernet.encrypt(value.encode()).decode()
+            if name in fields and isinstance(value, str)
+            else value
+            for name, value in body.items()
+        }
+
+    def _unseal(self, body: Any, fields: Sequence[str]) -> Any:
+        if not fields or not isinstance(body, dict):
+            return body
+        fernet = _fernet(self.secret)
+        try:
+            return {
+                name: fernet.decrypt(value.removeprefix(SEAL_PREFIX).encode()).decode()
+                if name in fields and isinstance(value, str) and value.startswith(SEAL_PREFIX)
+                else value
+                for name, value in body.items()
+            }
+        except InvalidToken:  # sealed under an RRG_SECRET_KEY since replaced
+            raise Conflict(
+                "The first response to this Idempotency-Key can no longer be replayed"
+            ) from None
+
+
+async def idempotency(
+    request: Request, principal: CurrentUser, key: IdempotencyKeyHeader = None
+) -> Idempotency:
+    settings: Settings = request.app.state.settings
+    return Idempotency(
+        db=get_database(request),
+        user_id=principal.user.id,
+        key=key,
+        body=await request.body() if key is not None else b"",
+        secret=settings.secret_key.get_secret_value(),
+    )
+
+
+Idempotent = Annotated[Idempotency, Depends(idempotency)]

@@ -6,14 +6,17 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.routing import APIRoute
 
 from app import health
 from app.actions.router import router as actions_router
 from app.auth.router import router as auth_router
 from app.config import Settings, get_settings
+from app.contract import DESCRIPTION as API_DESCRIPTION
+from app.contract import install_contract
 from app.db import Database
+from app.deps import refuse_unstorable_parameters
 from app.errors import install_error_handlers
 from app.escalation.router import router as escalation_router
 from app.escalation.scheduler import build_scheduler
@@ -55,8 +58,10 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         title="RRG Coordination Service",
         version="1.0.0",
         summary="US-Japan Critical Minerals Supply Security Rapid Response Group",
+        description=API_DESCRIPTION,
         lifespan=lifespan,
         generate_unique_id_function=_operation_id,
+        dependencies=[Depends(refuse_unstorable_parameters)],
     )
     app.state.settings = settings
     app.state.db = database
@@ -74,4 +79,5 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         notifications_router,
     ):
         app.include_router(router)
+    install_contract(app)
     return app

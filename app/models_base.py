@@ -34,7 +34,7 @@ def check_version(row: Versioned, expected: int) -> None:
     """Optimistic concurrency: the client's If-Match must name the current version."""
     if row.version != expected:
         raise PreconditionFailed(
-            f"The resource has changed (version {row.version}, you sent {expected})"
+            f"If-Match does not match the current version of this resource ({row.version})"
         )
 
 

@@ -4,19 +4,54 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 from zoneinfo import available_timezones
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
+
+from app.kit.types import unsafe_value
 
 T = TypeVar("T")
 _TIMEZONES = available_timezones()
 
 
-class InputModel(BaseModel):
-    """Every request body: unknown fields are refused (422)."""
+def _without_null(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    """In the contract, a field that may not be cleared does not admit null."""
+    for name in getattr(model, "not_nullable", ()):
+        field = schema.get("properties", {}).get(name, {})
+        branches = [b for b in field.get("anyOf", []) if b.get("type") != "null"]
+        if "anyOf" in field and len(branches) == 1:
+            field.pop("anyOf")
+            field.update(branches[0])
+        elif "anyOf" in field:
+            field["anyOf"] = branches
 
-    model_config = ConfigDict(extra="forbid")
+
+class InputModel(BaseModel):
+    """Every request body and every object inside one (422 naming the field): unknown
+    fields, NaN and infinities, NUL characters and invalid Unicode in text, and integers
+    beyond 64 bits are refused; so is null for the fields in ``not_nullable`` (a PATCH
+    may omit them but not clear them)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, json_schema_extra=_without_null)
+    not_nullable: ClassVar[frozenset[str]] = frozenset()
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None and info.field_name in cls.not_nullable:
+            raise ValueError("may not be null")
+        return value
+
+    # After each field's own validation: a nested input model has checked its own fields
+    # (so the error names the innermost field); lists and dicts of plain values are walked.
+    @field_validator("*", mode="after")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        reason = unsafe_value(value)
+        if reason is not None:
+            raise ValueError(reason)
+        return value
 
 
 class Page(BaseModel, Generic[T]):

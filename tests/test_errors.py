@@ -67,3 +67,29 @@ async def test_healthz_needs_no_auth_and_readyz_checks_migrations(app, client: h
     assert ready.status_code == 200 and ready.json()["migration"] == app.state.migration_head
     app.state.migration_head = "some-future-revision"
     assert_problem(await client.get("/readyz"), 503)
+
+
+async def test_wrong_method_lists_every_documented_method_of_the_path(
+    client: httpx.AsyncClient, make_actor: MakeActor
+):
+    viewer = await make_actor("viewer")
+    response = await client.request("PUT", "/api/v1/incidents/RRG-0001", headers=viewer.headers)
+    assert_problem(response, 405)
+    assert response.headers["allow"] == "GET, PATCH, HEAD"
+    actions = await client.delete("/api/v1/incidents/RRG-0001/actions", headers=viewer.headers)
+    assert_problem(actions, 405)
+    assert actions.headers["allow"] == "GET, POST, HEAD"
+
+
+async def test_a_missing_if_match_is_428_even_beside_a_valid_body(
+    client: httpx.AsyncClient, make_actor: MakeActor
+):
+    lead = await make_actor("lead")
+    missing = await client.patch(
+        "/api/v1/incidents/RRG-0001", json={"title": "x"}, headers=lead.headers
+    )
+    assert assert_problem(missing, 428)["type"] == "urn:rrg:problem:precondition-required"
+    # With other faults too, it is one 422 naming all of them.
+    both = await client.patch("/api/v1/incidents/RRG-0001", json={"title": 7}, headers=lead.headers)
+    fields = {(e["location"], e["field"]) for e in assert_problem(both, 422)["errors"]}
+    assert fields == {("header", "If-Match"), ("body", "title")}

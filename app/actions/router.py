@@ -4,9 +4,9 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Query, Response
 
-from app import clock, idempotency
+from app import clock
 from app.actions import service
 from app.actions.models import Action
 from app.actions.schemas import (
@@ -19,23 +19,29 @@ from app.actions.schemas import (
 from app.actions.service import QueueFilters
 from app.actions.vocabulary import ActionStatus, OwningMinistry
 from app.deps import (
-    ETAG_RESPONSES,
     CurrentUser,
-    IdempotencyKeyHeader,
     IfMatch,
+    IfMatchRequired,
     Limit,
     Session,
     etag,
-    get_database,
     optional_version,
     required_version,
 )
+from app.errors import problem_responses
+from app.idempotency import Idempotent
 from app.incidents import service as incidents
 from app.incidents.schemas import user_ref
 from app.kit.pagination import Cursor
+from app.kit.types import Timestamp
 from app.schemas import Page
 
 router = APIRouter(prefix="/api/v1", tags=["actions"])
+ASSIGNEE_PATTERN = (
+    r"^(me|[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12})$"
+)
+CONFLICT = problem_responses({409: "The action's state does not allow this"})
+TRANSITION_REFUSED = problem_responses({409: "Not allowed now; `unmet` lists every unmet guard"})
 
 
 def action_out(action: Action, now: datetime | None = None) -> ActionOut:
@@ -90,43 +96,51 @@ async def list_incident_actions(
     return Page(items=[action_out(a, now) for a in rows], next_cursor=next_cursor)
 
 
-@router.post("/incidents/{id_or_key}/actions", status_code=201)
+@router.post(
+    "/incidents/{id_or_key}/actions",
+    status_code=201,
+    responses=problem_responses({409: "The incident takes no new actions"}),
+)
 async def create_action(
     id_or_key: str,
     data: ActionCreate,
-    request: Request,
     session: Session,
     principal: CurrentUser,
     response: Response,
-    idempotency_key: IdempotencyKeyHeader = None,
+    idempotency: Idempotent,
 ) -> ActionOut:
     """Propose a response action on an incident."""
 
     async def produce() -> ActionOut:
         incident = await incidents.get_visible(session, principal.user, id_or_key, details=False)
-        action = await service.create(session, principal, incident, data)
-        return _with_etag(action, response)
+        return action_out(await service.create(session, principal, incident, data))
 
-    return await idempotency.respond_once(  # type: ignore[return-value]
-        get_database(request),
+    return await idempotency.respond(  # type: ignore[return-value]
         session,
-        user_id=principal.user.id,
-        scope=f"create_action:{id_or_key.upper()}",
-        key=idempotency_key,
-        body=await request.body(),
+        response,
+        scope="actions",
+        within=lambda reader: incidents.get_visible(
+            reader, principal.user, id_or_key, details=False
+        ),
         produce=produce,
+        recheck=lambda body: service.get_visible(session, principal.user, uuid.UUID(body["id"])),
     )
 
 
-@router.get("/actions")
+@router.get(
+    "/actions",
+    responses=problem_responses({404: "The incident filter names no incident you may see"}),
+)
 async def list_actions(
     session: Session,
     principal: CurrentUser,
-    assignee: Annotated[str | None, Query(description="`me` or a user id")] = None,
+    assignee: Annotated[
+        str | None, Query(description="`me` or a user id", pattern=ASSIGNEE_PATTERN)
+    ] = None,
     ministry: Annotated[list[OwningMinistry] | None, Query()] = None,
     status: Annotated[list[ActionStatus] | None, Query()] = None,
     overdue: bool = False,
-    due_before: datetime | None = None,
+    due_before: Annotated[Timestamp | None, Query(description="Due before this time")] = None,
     incident: Annotated[str | None, Query(description="Incident id or key")] = None,
     limit: Limit = 50,
     cursor: Cursor = None,
@@ -169,38 +183,38 @@ async def get_action(
     return _with_etag(await service.get_visible(session, principal.user, action_id), response)
 
 
-@router.patch("/actions/{action_id}", responses=ETAG_RESPONSES)
+@router.patch("/actions/{action_id}", responses=CONFLICT)
 async def update_action(
     action_id: uuid.UUID,
     data: ActionUpdate,
     session: Session,
     principal: CurrentUser,
     response: Response,
-    if_match: IfMatch = None,
+    if_match: IfMatchRequired,
 ) -> ActionOut:
-    expected = required_version(if_match)
     action = await service.get_visible(session, principal.user, action_id)
+    expected = required_version(if_match, action.version)
     action = await service.update(session, principal, action, expected, data)
     return _with_etag(action, response)
 
 
-@router.post("/actions/{action_id}/transitions", responses=ETAG_RESPONSES)
+@router.post("/actions/{action_id}/transitions", responses=TRANSITION_REFUSED)
 async def transition_action(
     action_id: uuid.UUID,
     data: ActionTransitionRequest,
     session: Session,
     principal: CurrentUser,
     response: Response,
-    if_match: IfMatch = None,
+    if_match: IfMatchRequired,
 ) -> ActionOut:
     """Move the action; 403 when you may not make this move, 409 listing unmet guards."""
-    expected = required_version(if_match)
     action = await service.get_visible(session, principal.user, action_id)
+    expected = required_version(if_match, action.version)
     action = await service.transition(session, principal, action, expected, data)
     return _with_etag(action, response)
 
 
-@router.post("/actions/{action_id}/approvals", status_code=201)
+@router.post("/actions/{action_id}/approvals", status_code=201, responses=TRANSITION_REFUSED)
 async def approve_action(
     action_id: uuid.UUID,
     session: Session,
@@ -210,5 +224,6 @@ async def approve_action(
 ) -> ActionOut:
     """Approve for the caller's ministry (a lead of the owning ministry; JOINT needs both)."""
     action = await service.get_visible(session, principal.user, action_id)
-    action = await service.approve(session, principal, action, optional_version(if_match))
+    expected = optional_version(if_match, action.version)
+    action = await service.approve(session, principal, action, expected)
     return _with_etag(action, response)

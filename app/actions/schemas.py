@@ -4,10 +4,11 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints
 
 from app.actions.vocabulary import ActionStatus, Kind, OwningMinistry, Priority
 from app.incidents.schemas import UserRef
+from app.kit.types import Timestamp
 from app.schemas import InputModel
 
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
@@ -21,20 +22,25 @@ class ActionCreate(InputModel):
     owning_ministry: OwningMinistry
     assignee_id: uuid.UUID | None = None
     priority: Priority = "medium"
-    due_at: AwareDatetime | None = None
+    due_at: Timestamp | None = None
+
+
+# Fields that may not be cleared with null.
+REQUIRED_FIELDS = frozenset({"title", "description", "kind", "owning_ministry", "priority"})
 
 
 class ActionUpdate(InputModel):
+    not_nullable = REQUIRED_FIELDS
+
     title: Title | None = None
     description: Text | None = None
     kind: Kind | None = None
     owning_ministry: OwningMinistry | None = None
     assignee_id: uuid.UUID | None = None
     priority: Priority | None = None
-    due_at: AwareDatetime | None = None
+    due_at: Timestamp | None = None
 
 
-REQUIRED_FIELDS = frozenset({"title", "description", "kind", "owning_ministry", "priority"})
 # What an approval approves: changing any of these voids the approvals of a proposed action.
 MATERIAL_FIELDS = frozenset(
     {"title", "description", "kind", "owning_ministry", "assignee_id", "due_at"}

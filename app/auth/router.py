@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
@@ -18,6 +18,8 @@ from app.auth.schemas import (
     UserUpdate,
 )
 from app.deps import AdminUser, CurrentUser, Session
+from app.errors import problem_responses
+from app.idempotency import Idempotent
 from app.kit.pagination import Cursor, Limit
 from app.ministries.schemas import CODE_PATTERN
 from app.schemas import Page
@@ -51,10 +53,30 @@ async def list_users(
     return Page(items=[user_out(u) for u in users], next_cursor=next_cursor)
 
 
-@router.post("/users", status_code=201)
-async def create_user(data: UserCreate, session: Session, principal: AdminUser) -> UserOut:
+@router.post(
+    "/users",
+    status_code=201,
+    responses=problem_responses({409: "A user with this email already exists"}),
+)
+async def create_user(
+    data: UserCreate,
+    session: Session,
+    principal: AdminUser,
+    response: Response,
+    idempotency: Idempotent,
+) -> UserOut:
     """Create a user of a ministry you manage, with a role no higher than yours."""
-    return user_out(await service.create_user(session, data, by=principal.user))
+
+    async def produce() -> UserOut:
+        return user_out(await service.create_user(session, data, by=principal.user))
+
+    return await idempotency.respond(  # type: ignore[return-value]
+        session,
+        response,
+        scope="users",
+        produce=produce,
+        recheck=lambda body: service.visible_user(session, principal.user, uuid.UUID(body["id"])),
+    )
 
 
 @router.patch("/users/{user_id}")
@@ -110,7 +132,7 @@ async def search_directory(
     )
 
 
-@router.get("/tokens")
+@router.get("/tokens", responses=problem_responses({404: "No such user (or not one you may see)"}))
 async def list_tokens(
     session: Session,
     principal: CurrentUser,
@@ -127,12 +149,32 @@ async def list_tokens(
 
 
 @router.post("/tokens", status_code=201)
-async def create_token(data: TokenCreate, session: Session, principal: CurrentUser) -> TokenCreated:
+async def create_token(
+    data: TokenCreate,
+    session: Session,
+    principal: CurrentUser,
+    response: Response,
+    idempotency: Idempotent,
+) -> TokenCreated:
     """A new token acting as you, shown once. It expires no later than the token used to
     create it."""
-    token, plaintext = await service.create_token(session, principal, data)
-    return TokenCreated.model_validate(
-        {**TokenOut.model_validate(token).model_dump(), "token": plaintext}
+
+    async def produce() -> TokenCreated:
+        token, plaintext = await service.create_token(session, principal, data)
+        return TokenCreated.model_validate(
+            {**TokenOut.model_validate(token).model_dump(), "token": plaintext}
+        )
+
+    async def own_token(_: dict[str, Any]) -> None:
+        """Keys are per user and a token belongs to its creator, who always sees it."""
+
+    return await idempotency.respond(  # type: ignore[return-value]
+        session,
+        response,
+        scope="tokens",
+        produce=produce,
+        recheck=own_token,
+        sealed=("token",),
     )
 
 

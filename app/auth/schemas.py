@@ -4,9 +4,10 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, field_validator
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 
 from app.auth.roles import Role
+from app.kit.types import Timestamp
 from app.schemas import InputModel, check_timezone
 
 Language = Literal["en", "ja"]
@@ -42,6 +43,8 @@ class UserCreate(InputModel):
 
 
 class UserUpdate(InputModel):
+    not_nullable = frozenset({"display_name", "role", "language", "timezone", "co_chair", "active"})
+
     display_name: str | None = Field(default=None, min_length=1, max_length=200)
     role: Role | None = None
     language: Language | None = None
@@ -72,7 +75,7 @@ class TokenCreated(TokenOut):
 
 class TokenCreate(InputModel):
     name: str = Field(min_length=1, max_length=100)
-    expires_at: AwareDatetime | None = Field(
+    expires_at: Timestamp | None = Field(
         default=None,
         description="With a UTC offset. Omitted: never, or when the token making the request "
         "expires if it does (a token cannot create one that outlives it).",

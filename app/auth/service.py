@@ -37,7 +37,7 @@ class Principal:
     token_expires_at: datetime | None = None
 
 
-async def _visible_user(session: AsyncSession, by: User, user_id: uuid.UUID) -> User:
+async def visible_user(session: AsyncSession, by: User, user_id: uuid.UUID) -> User:
     """The user if the caller may see them (active, or managed by the caller); 404 if not."""
     user = await session.get(User, user_id)
     if user is None or not permissions.sees_user(by, user):
@@ -174,7 +174,7 @@ async def update_user(
     session: AsyncSession, user_id: uuid.UUID, data: UserUpdate, *, by: User
 ) -> User:
     permissions.require(permissions.is_admin(by), "Managing users needs the admin role")
-    user = await _visible_user(session, by, user_id)
+    user = await visible_user(session, by, user_id)
     _may_manage_in(by, user.ministry)
     changes = requested_changes(data, _REQUIRED_USER_FIELDS)
     if "role" in changes:
@@ -236,7 +236,7 @@ async def list_tokens(
     """The caller's tokens, or (admins) those of a user they manage, oldest first."""
     by = principal.user
     if user_id is not None and user_id != by.id:
-        owner = await _visible_user(session, by, user_id)
+        owner = await visible_user(session, by, user_id)
         permissions.require(
             permissions.manages_tokens_of(by, owner),
             "Only the admins who manage a user may list their tokens",

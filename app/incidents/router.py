@@ -1,24 +1,22 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Query, Response
 
-from app import idempotency
 from app.deps import (
-    ETAG_RESPONSES,
     CurrentUser,
-    IdempotencyKeyHeader,
     IfMatch,
+    IfMatchRequired,
     Limit,
     Session,
     etag,
-    get_database,
     optional_version,
     required_version,
 )
+from app.errors import problem_responses
+from app.idempotency import Idempotent
 from app.incidents import service
 from app.incidents.presenters import event_out, present_incidents, user_refs
 from app.incidents.schemas import (
@@ -38,11 +36,16 @@ from app.incidents.schemas import (
 from app.incidents.service import IncidentFilters, SortKey
 from app.incidents.vocabulary import Category, Severity, Status, Tlp
 from app.kit.pagination import Cursor
+from app.kit.types import Timestamp
 from app.schemas import Page
 from app.timeline import service as timeline
 from app.timeline.models import TimelineEvent
 
 router = APIRouter(prefix="/api/v1", tags=["incidents"])
+CONFLICT = problem_responses({409: "The incident's state does not allow this"})
+TRANSITION_REFUSED = problem_responses(
+    {409: "The move is not allowed now; `unmet` lists every unmet guard"}
+)
 COMMENT_EVENT = "comment.created"
 
 
@@ -66,8 +69,12 @@ async def list_incidents(
     q: Annotated[
         str | None, Query(max_length=200, description="Text in key, title or summary")
     ] = None,
-    reported_after: datetime | None = None,
-    reported_before: datetime | None = None,
+    reported_after: Annotated[
+        Timestamp | None, Query(description="Reported at or after this time")
+    ] = None,
+    reported_before: Annotated[
+        Timestamp | None, Query(description="Reported before this time")
+    ] = None,
     sort: SortKey = "-reported_at",
     limit: Limit = 50,
     cursor: Cursor = None,
@@ -90,17 +97,13 @@ async def list_incidents(
     return Page(items=await present_incidents(session, rows), next_cursor=next_cursor)
 
 
-@router.post(
-    "/incidents",
-    status_code=201,
-    responses={409: {"description": "The same Idempotency-Key is in flight"}},
-)
+@router.post("/incidents", status_code=201)
 async def create_incident(
     data: IncidentCreate,
-    request: Request,
     session: Session,
     principal: CurrentUser,
-    idempotency_key: IdempotencyKeyHeader = None,
+    response: Response,
+    idempotency: Idempotent,
 ) -> IncidentCreated:
     async def produce() -> IncidentCreated:
         incident = await service.create(session, principal, data)
@@ -112,14 +115,12 @@ async def create_incident(
             ],
         )
 
-    return await idempotency.respond_once(  # type: ignore[return-value]
-        get_database(request),
+    return await idempotency.respond(  # type: ignore[return-value]
         session,
-        user_id=principal.user.id,
-        scope="create_incident",
-        key=idempotency_key,
-        body=await request.body(),
+        response,
+        scope="incidents",
         produce=produce,
+        recheck=lambda body: service.get_visible(session, principal.user, body["id"]),
     )
 
 
@@ -131,38 +132,38 @@ async def get_incident(
     return await _out(session, incident, response)
 
 
-@router.patch("/incidents/{id_or_key}", responses=ETAG_RESPONSES)
+@router.patch("/incidents/{id_or_key}", responses=CONFLICT)
 async def update_incident(
     id_or_key: str,
     data: IncidentUpdate,
     session: Session,
     principal: CurrentUser,
     response: Response,
-    if_match: IfMatch = None,
+    if_match: IfMatchRequired,
 ) -> IncidentOut:
-    expected = required_version(if_match)
     incident = await service.get_visible(session, principal.user, id_or_key)
+    expected = required_version(if_match, incident.version)
     incident = await service.update_fields(session, principal, incident, expected, data)
     return await _out(session, incident, response)
 
 
-@router.post("/incidents/{id_or_key}/transitions", responses=ETAG_RESPONSES)
+@router.post("/incidents/{id_or_key}/transitions", responses=TRANSITION_REFUSED)
 async def transition_incident(
     id_or_key: str,
     data: TransitionRequest,
     session: Session,
     principal: CurrentUser,
     response: Response,
-    if_match: IfMatch = None,
+    if_match: IfMatchRequired,
 ) -> IncidentOut:
     """Move the incident; a refusal (409) lists every unmet guard in ``unmet``."""
-    expected = required_version(if_match)
     incident = await service.get_visible(session, principal.user, id_or_key)
+    expected = required_version(if_match, incident.version)
     incident = await service.transition(session, principal, incident, expected, data)
     return await _out(session, incident, response)
 
 
-@router.put("/incidents/{id_or_key}/owners/{ministry}", responses=ETAG_RESPONSES)
+@router.put("/incidents/{id_or_key}/owners/{ministry}", responses=CONFLICT)
 async def assign_owner(
     id_or_key: str,
     ministry: str,
@@ -180,25 +181,37 @@ async def assign_owner(
         incident,
         ministry,
         data.user_id,
-        optional_version(if_match),
+        optional_version(if_match, incident.version),
     )
     return await _out(session, incident, response)
 
 
-@router.post("/incidents/{id_or_key}/participants")
+@router.post("/incidents/{id_or_key}/participants", responses=CONFLICT)
 async def add_participant(
     id_or_key: str,
     data: ParticipantAdd,
     session: Session,
     principal: CurrentUser,
     response: Response,
+    idempotency: Idempotent,
 ) -> IncidentOut:
-    incident = await service.get_visible(session, principal.user, id_or_key)
-    incident = await service.add_participant(session, principal, incident, data.user_id)
-    return await _out(session, incident, response)
+    async def produce() -> IncidentOut:
+        incident = await service.get_visible(session, principal.user, id_or_key)
+        incident = await service.add_participant(session, principal, incident, data.user_id)
+        return await _out(session, incident)
+
+    return await idempotency.respond(  # type: ignore[return-value]
+        session,
+        response,
+        scope="participants",
+        within=lambda reader: service.get_visible(reader, principal.user, id_or_key, details=False),
+        produce=produce,
+        recheck=lambda body: service.get_visible(session, principal.user, body["id"]),
+        status=200,
+    )
 
 
-@router.delete("/incidents/{id_or_key}/participants/{user_id}", status_code=204)
+@router.delete("/incidents/{id_or_key}/participants/{user_id}", status_code=204, responses=CONFLICT)
 async def remove_participant(
     id_or_key: str, user_id: uuid.UUID, session: Session, principal: CurrentUser
 ) -> Response:
@@ -209,18 +222,30 @@ async def remove_participant(
     return Response(status_code=204)
 
 
-@router.post("/incidents/{id_or_key}/signoffs", status_code=201)
+@router.post("/incidents/{id_or_key}/signoffs", status_code=201, responses=CONFLICT)
 async def sign_off_incident(
     id_or_key: str,
     data: SignoffCreate,
     session: Session,
     principal: CurrentUser,
     response: Response,
+    idempotency: Idempotent,
 ) -> IncidentOut:
     """Sign off the current resolution for the caller's ministry (DOE or METI)."""
-    incident = await service.get_visible(session, principal.user, id_or_key)
-    await service.sign_off(session, principal, incident, data.note)
-    return await _out(session, incident, response)
+
+    async def produce() -> IncidentOut:
+        incident = await service.get_visible(session, principal.user, id_or_key)
+        await service.sign_off(session, principal, incident, data.note)
+        return await _out(session, incident)
+
+    return await idempotency.respond(  # type: ignore[return-value]
+        session,
+        response,
+        scope="signoffs",
+        within=lambda reader: service.get_visible(reader, principal.user, id_or_key, details=False),
+        produce=produce,
+        recheck=lambda body: service.get_visible(session, principal.user, body["id"]),
+    )
 
 
 async def _events_page(
@@ -268,8 +293,25 @@ async def list_comments(
 
 @router.post("/incidents/{id_or_key}/comments", status_code=201)
 async def add_comment(
-    id_or_key: str, data: CommentCreate, session: Session, principal: CurrentUser
+    id_or_key: str,
+    data: CommentCreate,
+    session: Session,
+    principal: CurrentUser,
+    response: Response,
+    idempotency: Idempotent,
 ) -> TimelineEventOut:
-    incident = await service.get_visible(session, principal.user, id_or_key, details=False)
-    event: TimelineEvent = await service.add_comment(session, principal, incident, data.body)
-    return event_out(event, {principal.user.id: user_ref(principal.user)})
+    async def produce() -> TimelineEventOut:
+        incident = await service.get_visible(session, principal.user, id_or_key, details=False)
+        event: TimelineEvent = await service.add_comment(session, principal, incident, data.body)
+        return event_out(event, {principal.user.id: user_ref(principal.user)})
+
+    return await idempotency.respond(  # type: ignore[return-value]
+        session,
+        response,
+        scope="comments",
+        within=lambda reader: service.get_visible(reader, principal.user, id_or_key, details=False),
+        produce=produce,
+        recheck=lambda body: service.get_visible(
+            session, principal.user, body["incident_id"], details=False
+        ),
+    )

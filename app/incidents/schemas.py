@@ -4,22 +4,44 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AnyHttpUrl, AwareDatetime, BaseModel, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints, WithJsonSchema
 
 from app.auth.models import User
 from app.incidents.vocabulary import Category, Sector, Severity, Status, Tlp
+from app.kit.types import INT32_MAX, HttpUrl, NonNegativeInt32, Timestamp
 from app.schemas import InputModel
 
-CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
+COUNTRY_CODE = r"^[A-Z]{2}$"
+CountryCode = Annotated[str, StringConstraints(pattern=COUNTRY_CODE)]
+# Days of cover per country: keys are country codes and nothing else.
+DaysOfCover = Annotated[
+    dict[CountryCode, NonNegativeInt32],
+    WithJsonSchema(
+        {
+            "type": "object",
+            "patternProperties": {
+                COUNTRY_CODE: {"type": "integer", "minimum": 0, "maximum": INT32_MAX}
+            },
+            "additionalProperties": False,
+            "description": "Days of cover per ISO 3166 alpha-2 country code",
+        }
+    ),
+]
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
 Summary = Annotated[str, StringConstraints(max_length=20_000)]
 MineralCodes = Annotated[list[str], Field(min_length=1, max_length=30)]
 
 
-class Source(BaseModel):
+class Source(InputModel):
     title: Annotated[str, StringConstraints(min_length=1, max_length=300)]
-    url: AnyHttpUrl
-    published_at: AwareDatetime | None = None
+    url: HttpUrl
+    published_at: Timestamp | None = None
+
+
+class SourceOut(BaseModel):
+    title: str
+    url: str
+    published_at: datetime | None = None
 
 
 class _ImpactFields(InputModel):
@@ -27,10 +49,10 @@ class _ImpactFields(InputModel):
     affected_sectors: list[Sector] = Field(default_factory=list, max_length=8)
     estimated_shortfall_tonnes_per_month: float | None = Field(default=None, ge=0)
     supply_share_affected_pct: float | None = Field(default=None, ge=0, le=100)
-    days_of_cover: dict[CountryCode, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
+    days_of_cover: DaysOfCover = Field(default_factory=dict)
     price_change_pct: float | None = None
-    effective_at: AwareDatetime | None = None
-    expected_duration_days: int | None = Field(default=None, ge=0)
+    effective_at: Timestamp | None = None
+    expected_duration_days: NonNegativeInt32 | None = None
     sources: list[Source] = Field(default_factory=list, max_length=50)
 
 
@@ -44,8 +66,14 @@ class IncidentCreate(_ImpactFields):
     status: Literal["watch", "reported"] = "reported"
 
 
+# Fields that may not be cleared with null.
+REQUIRED_FIELDS = frozenset({"title", "summary", "minerals", "category", "tlp"})
+
+
 class IncidentUpdate(InputModel):
     """Fields to change; omitted fields are left as they are, null clears optional ones."""
+
+    not_nullable = REQUIRED_FIELDS
 
     title: Title | None = None
     summary: Summary | None = None
@@ -57,15 +85,13 @@ class IncidentUpdate(InputModel):
     affected_sectors: list[Sector] | None = None
     estimated_shortfall_tonnes_per_month: float | None = Field(default=None, ge=0)
     supply_share_affected_pct: float | None = Field(default=None, ge=0, le=100)
-    days_of_cover: dict[CountryCode, Annotated[int, Field(ge=0)]] | None = None
+    days_of_cover: DaysOfCover | None = None
     price_change_pct: float | None = None
-    effective_at: AwareDatetime | None = None
-    expected_duration_days: int | None = Field(default=None, ge=0)
-    sources: list[Source] | None = None
+    effective_at: Timestamp | None = None
+    expected_duration_days: NonNegativeInt32 | None = None
+    sources: list[Source] | None = Field(default=None, max_length=50)
 
 
-# Fields that may not be cleared with null.
-REQUIRED_FIELDS = frozenset({"title", "summary", "minerals", "category", "tlp"})
 # Fields that only those who triage (leads, owners, admins) may change.
 TRIAGE_FIELDS = frozenset({"severity", "tlp"})
 
@@ -134,7 +160,7 @@ class IncidentOut(BaseModel):
     price_change_pct: float | None
     effective_at: datetime | None
     expected_duration_days: int | None
-    sources: list[Source]
+    sources: list[SourceOut]
     tlp: Tlp
     severity: Severity | None
     status: Status

@@ -1,1 +1,2 @@
-"""Small shared building blocks the domains reuse (pagination, ...)."""
+"""Small shared building blocks the domain packages reuse (pagination, types, request
+helpers)."""
