@@ -32,7 +32,5 @@ class OutboxEvent(IdMixin, Base):
     reporter_ministry_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
     # Events about the webhook machinery: the ministry whose subscriptions receive them,
     # or the one subscription (a test event).
-    ministry_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("ministries.id"), default=None
-    )
+    ministry_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("ministries.id"), default=None)
     subscription_id: Mapped[uuid.UUID | None] = mapped_column(default=None)

@@ -71,7 +71,10 @@ class Delivery(IdMixin, Base):
             sqlite_where=text(PENDING),
         ),
         Index(
-            "ix_webhook_deliveries_subscription_id_created_at", "subscription_id", "created_at", "id"
+            "ix_webhook_deliveries_subscription_id_created_at",
+            "subscription_id",
+            "created_at",
+            "id",
         ),
         Index("ix_webhook_deliveries_created_at", "created_at", "id"),
         Index("ix_webhook_deliveries_outbox_event_id", "outbox_event_id"),
@@ -116,3 +119,8 @@ class Attempt(IdMixin, Base):
     latency_ms: Mapped[float | None] = mapped_column(default=None)
     error: Mapped[str | None] = mapped_column(String(500), default=None)
     response_excerpt: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+def webhook_id(delivery_id: uuid.UUID) -> str:
+    """The Standard Webhooks message id of a delivery (the same for all its attempts)."""
+    return f"msg_{delivery_id.hex}"
