@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, insert, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import clock
@@ -411,3 +411,28 @@ async def disable(
             ],
         )
     return True
+
+
+async def purge_history(session: AsyncSession, cutoff: datetime, limit: int) -> int:
+    """Delete up to ``limit`` finished deliveries created before ``cutoff`` (their attempts
+    go with them), then outbox events before it that no delivery refers to."""
+    finished = (
+        select(Delivery.id)
+        .where(Delivery.status.in_(("delivered", "failed")), Delivery.created_at < cutoff)
+        .limit(limit)
+        .scalar_subquery()
+    )
+    result = await session.execute(delete(table_of(Delivery)).where(Delivery.id.in_(finished)))
+    count = int(getattr(result, "rowcount", 0) or 0)
+    if count < limit:
+        orphans = (
+            select(OutboxEvent.id)
+            .where(
+                OutboxEvent.created_at < cutoff,
+                ~select(Delivery.id).where(Delivery.outbox_event_id == OutboxEvent.id).exists(),
+            )
+            .limit(limit)
+            .scalar_subquery()
+        )
+        await session.execute(delete(table_of(OutboxEvent)).where(OutboxEvent.id.in_(orphans)))
+    return count
