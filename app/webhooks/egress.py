@@ -206,6 +206,8 @@ async def check_destination(
 ) -> None:
     """Subscription-time check: the URL's form and every address its host resolves to."""
     parsed = policy.check_url(url)
+    if parsed.host.lower().rstrip(".") in policy.hosts:
+        return  # listed by name: trusted by configuration (vetted again at send time)
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     await resolve_and_vet(policy, parsed.host, port, resolve)
 
