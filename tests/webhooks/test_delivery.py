@@ -161,7 +161,12 @@ async def test_fan_out_follows_event_types_severity_activity_and_ministry(
     action = NewOutboxEvent(
         "action.escalated",
         uuid.UUID(sev2["id"]),
-        {"action_id": action_id, "level": 1, "due_at": clock.at.isoformat(), "owning_ministry": "DOE"},
+        {
+            "action_id": action_id,
+            "level": 1,
+            "due_at": clock.at.isoformat(),
+            "owning_ministry": "DOE",
+        },
     )
     disabled = NewOutboxEvent(
         "webhook.endpoint_disabled",
