@@ -133,8 +133,8 @@ class Receiver:
         with self._lock:
             return [r for r in self.requests if r.path == path]
 
-    async def wait_for(self, count: int, path: str | None = None, timeout: float = 10) -> None:
-        deadline = time.monotonic() + timeout
+    async def wait_for(self, count: int, path: str | None = None, within: float = 10) -> None:
+        deadline = time.monotonic() + within
         while len(self.at(path) if path else self.requests) < count:
             if time.monotonic() > deadline:
                 seen = len(self.at(path) if path else self.requests)

@@ -90,10 +90,13 @@ async def test_a_rolled_back_change_sends_nothing_and_a_committed_one_always_doe
     await subscribe(client, lead, receiver.url("/doe"))
     found = await incident(client, lead)
 
-    with pytest.raises(RuntimeError):
+    async def failing_change() -> None:
         async with db.unit_of_work() as session:
             await emit_many(session, [escalated(found["id"])])
             raise RuntimeError("the change failed after emitting")
+
+    with pytest.raises(RuntimeError):
+        await failing_change()
     async with db.unit_of_work(readonly=True) as session:
         assert await session.scalar(select(func.count()).select_from(OutboxEvent)) == 0
         assert await session.scalar(select(func.count()).select_from(Delivery)) == 0

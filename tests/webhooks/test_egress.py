@@ -9,7 +9,6 @@ import datetime as dt
 import ipaddress
 import ssl
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -44,7 +43,7 @@ REFUSED_HOSTS = [
     "10.0.0.1",
     "169.254.169.254",
     "[::ffff:127.0.0.1]",
-    "0.0.0.0",
+    "0.0.0.0",  # noqa: S104 - a destination under test, not a bind address
     "localhost",
 ]
 
@@ -60,7 +59,7 @@ REFUSED_HOSTS = [
         ("192.168.1.1", False),
         ("100.64.0.1", False),  # carrier-grade NAT
         ("169.254.169.254", False),  # cloud metadata
-        ("0.0.0.0", False),
+        ("0.0.0.0", False),  # noqa: S104
         ("224.0.0.1", False),
         ("255.255.255.255", False),
         ("192.0.0.8", False),
@@ -90,7 +89,7 @@ def test_the_allowlist_opens_hosts_and_networks_and_plain_http_to_them():
             policy.check_url(url)
     assert policy.vet("hooks.example.test", ["127.0.0.1"]) == ["127.0.0.1"]  # by name
     assert policy.vet("internal", ["10.9.9.9"]) == ["10.9.9.9"]  # by network
-    with pytest.raises(EgressRefused, match="192.168.0.1"):
+    with pytest.raises(EgressRefused, match=r"192\.168\.0\.1"):
         policy.vet("internal", ["10.9.9.9", "192.168.0.1"])
 
 
@@ -185,7 +184,7 @@ async def test_a_host_with_any_private_answer_is_refused(receiver: Receiver):
 
     client = build_client(EgressPolicy(), timeout=2, max_connections=4, resolve=resolve)
     async with client:
-        with pytest.raises(EgressRefused, match="127.0.0.1"):
+        with pytest.raises(EgressRefused, match=r"127\.0\.0\.1"):
             await client.post(f"http://rebind.example.test:{receiver.port}/hook")
     assert receiver.requests == []
 
@@ -221,7 +220,7 @@ async def test_proxy_variables_in_the_environment_are_ignored(
 
 
 @pytest.fixture(scope="module")
-def tls_files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "hooks.example.test")])
     now = dt.datetime.now(dt.UTC)
@@ -247,7 +246,7 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, 
             serialization.NoEncryption(),
         )
     )
-    yield cert_file, key_file
+    return cert_file, key_file
 
 
 async def test_tls_checks_the_url_host_name_while_connecting_to_the_vetted_address(
@@ -278,7 +277,7 @@ async def test_tls_checks_the_url_host_name_while_connecting_to_the_vetted_addre
             assert request.headers["host"] == f"hooks.example.test:{server.port}"
             # Same address, another name: the certificate does not match it, and the pooled
             # connection verified for the first name is not reused for the second.
-            with pytest.raises(httpx.ConnectError, match="(?i)certificate|hostname"):
+            with pytest.raises(httpx.ConnectError, match=r"(?i)certificate|hostname"):
                 await client.post(f"https://other.example.test:{server.port}/tls", content=b"{}")
         assert resolved == ["hooks.example.test", "other.example.test"]
         assert len(server.at("/tls")) == 1
