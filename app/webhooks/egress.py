@@ -157,6 +157,8 @@ class EgressPolicy:
             raise EgressRefused(f"is not a valid URL ({exc})") from None
         if parsed.scheme not in ("https", "http") or not parsed.host:
             raise EgressRefused("must be an absolute https:// URL")
+        if parsed.port is not None and not 0 < parsed.port < 65536:
+            raise EgressRefused("has a port out of range")
         if parsed.userinfo:
             raise EgressRefused("must not carry credentials")
         if parsed.scheme == "http" and not self.host_listed(parsed.host):

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from app.escalation.scheduler import build_scheduler, run_sweep
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import select
@@ -18,7 +19,6 @@ from app.config import Settings
 from app.db import Database
 from app.escalation import scheduler as scheduler_module
 from app.escalation.models import EscalationPolicyChange
-from app.escalation.scheduler import build_scheduler, run_sweep
 from app.escalation.sweep import sweep
 from app.main import create_app
 from tests.conftest import Actor, MakeActor, assert_problem

@@ -14,11 +14,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+from app.escalation.scheduler import run_sweep
 from sqlalchemy import func, select
 
 from app import clock
 from app.db import Database
-from app.escalation.scheduler import run_sweep
 from app.idempotency import IdempotencyKey
 from app.incidents.models import Counter as KeyCounter
 from app.incidents.models import Incident
