@@ -11,7 +11,7 @@ import asyncio
 import socket
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -77,6 +77,10 @@ class Receiver:
         self.requests: list[Received] = []
         self.secrets: dict[str, dict[str, str]] = defaultdict(dict)
         self.replies: dict[str, list[Reply]] = {}
+        # Requests being answered now, and the most at once (per path and overall).
+        self.active: Counter[str] = Counter()
+        self.peak: Counter[str] = Counter()
+        self.peak_total = 0
         self._lock = threading.Lock()
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -120,6 +124,9 @@ class Receiver:
             self.requests.clear()
             self.secrets.clear()
             self.replies.clear()
+            self.active.clear()
+            self.peak.clear()
+            self.peak_total = 0
 
     def trust(self, path: str, secret: str, name: str = "current") -> None:
         """Verify requests to ``path`` against ``secret`` (recorded under ``name``)."""
@@ -166,9 +173,16 @@ class Receiver:
         ]
         with self._lock:
             self.requests.append(Received(path, headers, body, time.monotonic(), verified))
+            self.active[path] += 1
+            self.peak[path] = max(self.peak[path], self.active[path])
+            self.peak_total = max(self.peak_total, sum(self.active.values()))
         reply = self._reply(path)
-        if reply.delay:
-            await asyncio.sleep(reply.delay)
+        try:
+            if reply.delay:
+                await asyncio.sleep(reply.delay)
+        finally:
+            with self._lock:
+                self.active[path] -= 1
         await send(
             {
                 "type": "http.response.start",
