@@ -165,10 +165,16 @@ class Dispatcher:
     _wake: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     _slot: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     _stopping: bool = False
+    _completed: int = 0  # sends finished since the last claim
     _runner: asyncio.Task[None] | None = None
     _writer: asyncio.Task[None] | None = None
     _listener: asyncio.Task[None] | None = None
     listening: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+
+    @property
+    def _refill(self) -> int:
+        """Freed slots worth a new claim."""
+        return max(1, min(self.max_in_flight, self.per_subscription) // 4)
 
     @classmethod
     def from_settings(
@@ -206,8 +212,12 @@ class Dispatcher:
 
     async def claim(self, limit: int) -> list[Claimed]:
         """Lease up to ``limit`` due deliveries, within each subscription's free slots."""
+        return (await self._claim(limit))[0]
+
+    async def _claim(self, limit: int) -> tuple[list[Claimed], bool]:
+        """The leased deliveries, and whether due work was left (for lack of slots)."""
         if limit <= 0:
-            return []
+            return [], True
         now = clock.now()
         saturated = [s for s, n in self._per_sub.items() if n >= self.per_subscription]
         query = (
@@ -276,7 +286,8 @@ class Dispatcher:
                         last_error="the subscription is not active",
                     )
                 )
-        return self._prepare(chosen, token, now)
+        backlog = len(rows) == limit or len(chosen) + len(inactive) < len(rows)
+        return self._prepare(chosen, token, now), backlog
 
     def _prepare(self, rows: Sequence[Any], token: uuid.UUID, now: datetime) -> list[Claimed]:
         bodies: dict[tuple[uuid.UUID, bool], bytes] = {}
@@ -566,24 +577,23 @@ class Dispatcher:
         while not self._stopping:
             self._wake.clear()
             self._slot.clear()
-            free = self.max_in_flight - len(self._inflight)
+            self._completed = 0
             try:
-                claimed = await self.claim(free)
+                claimed, backlog = await self._claim(self.max_in_flight - len(self._inflight))
             except Exception:
                 logger.exception("claiming webhook deliveries failed; retrying")
                 await self._pause(RECONNECT_DELAY)
                 continue
             for c in claimed:
                 self._launch(c)
-            if free > 0 and len(claimed) == free:
-                continue  # there may be more due: claim again once a slot frees up below
-            await self._pause(await self._until_due())
+            # With work left for lack of slots, claim again once a few have freed up (one
+            # claim per freed slot would cost a transaction per delivery).
+            await self._pause(self.poll if backlog else await self._until_due(), slots=backlog)
 
-    async def _pause(self, seconds: float) -> None:
-        """Wait for a commit signal, a freed slot (if work was left for lack of one), or
-        the timeout."""
+    async def _pause(self, seconds: float, *, slots: bool = False) -> None:
+        """Wait for a commit signal, enough freed slots (``slots``), or the timeout."""
         waits = [asyncio.ensure_future(self._wake.wait())]
-        if self._inflight:
+        if slots and self._inflight:
             waits.append(asyncio.ensure_future(self._slot.wait()))
         try:
             await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
@@ -621,7 +631,9 @@ class Dispatcher:
             self._per_sub[claimed.subscription_id] -= 1
             if self._per_sub[claimed.subscription_id] <= 0:
                 del self._per_sub[claimed.subscription_id]
-            self._slot.set()
+            self._completed += 1
+            if self._completed >= self._refill or not self._inflight:
+                self._slot.set()
 
     async def _write(self) -> None:
         loop = asyncio.get_running_loop()
