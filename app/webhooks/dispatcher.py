@@ -43,6 +43,7 @@ from app.config import Settings
 from app.db import Database, table_of
 from app.ministries.models import Ministry
 from app.outbox.models import OutboxEvent
+from app.timeline.service import SYSTEM, NewEvent, record_many
 from app.webhooks import service, signals
 from app.webhooks.egress import EgressPolicy, EgressRefused, build_client
 from app.webhooks.metrics import COUNTERS
@@ -93,6 +94,8 @@ class Claimed:
     body: bytes
     tries: int
     attempt_count: int
+    event_type: str = ""
+    incident_id: uuid.UUID | None = None
     problem: str | None = None  # why it cannot be sent (e.g. its secret does not open)
 
 
@@ -327,6 +330,8 @@ class Dispatcher:
                     body=bodies[key],
                     tries=row.tries,
                     attempt_count=row.attempt_count,
+                    event_type=row.type,
+                    incident_id=row.incident_id,
                     problem=problem,
                 )
             )
@@ -476,26 +481,55 @@ class Dispatcher:
                     )
                 ).all()
             )
-            if alive:
-                await session.execute(
-                    update(table)
-                    .where(
-                        table.c.id == bindparam("b_id"), table.c.lease_token == bindparam("b_lease")
-                    )
-                    .values(
-                        {
-                            **{name: bindparam(name) for name in OUTCOME_COLUMNS},
-                            "lease_token": None,
-                        }
-                    ),
-                    [u for u in updates if u["b_id"] in alive],
+            leased = (
+                update(table)
+                .where(table.c.id == bindparam("b_id"), table.c.lease_token == bindparam("b_lease"))
+                .values(
+                    {**{name: bindparam(name) for name in OUTCOME_COLUMNS}, "lease_token": None}
                 )
+            )
+            ongoing = [u for u in updates if u["b_id"] in alive and u["status"] != "failed"]
+            if ongoing:
+                await session.execute(leased, ongoing)
+            # Failures are few: each is written on its own, so its timeline event is recorded
+            # only if this dispatcher still held the lease.
+            ended = []
+            for u in updates:
+                if u["b_id"] in alive and u["status"] == "failed":
+                    result = await session.execute(leased.returning(table.c.id), u)
+                    if result.first() is not None:
+                        ended.append(u["b_id"])
+            if alive:
                 await session.execute(
                     insert(table_of(Attempt)),
                     [a for a in attempts if a["delivery_id"] in alive],
                 )
+            await self._record_failures(session, [o for o in outcomes if o.claimed.id in ended])
             await self._track_failing(session, last, gone, now)
         COUNTERS.add(**tally)
+
+    @staticmethod
+    async def _record_failures(session: Any, outcomes: Sequence[Outcome]) -> None:
+        """A delivery that ended failed is a webhook outcome on its incident's timeline."""
+        events = [
+            NewEvent(
+                o.claimed.incident_id,
+                SYSTEM,
+                "webhook.delivery_failed",
+                {
+                    "delivery_id": str(o.claimed.id),
+                    "subscription_id": str(o.claimed.subscription_id),
+                    "event_type": o.claimed.event_type,
+                    "attempts": o.claimed.attempt_count + 1,
+                    "last_error": o.error,
+                },
+                o.at,
+            )
+            for o in outcomes
+            if o.claimed.incident_id is not None
+        ]
+        if events:
+            await record_many(session, events)
 
     async def _track_failing(
         self,

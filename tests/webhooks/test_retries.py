@@ -77,6 +77,11 @@ async def test_retries_follow_the_schedule_with_jitter_then_the_delivery_fails(
     after = COUNTERS.snapshot()
     assert after["retried"] - before["retried"] == 7
     assert after["failed"] - before["failed"] == 1
+    # The failure is a webhook outcome on the incident's timeline (SPEC §5).
+    timeline = await client.get(f"/api/v1/incidents/{found['id']}/timeline", headers=lead.headers)
+    (outcome,) = [e for e in timeline.json()["items"] if e["type"] == "webhook.delivery_failed"]
+    assert outcome["data"]["delivery_id"] == str(delivery.id)
+    assert outcome["data"]["attempts"] == 8 and outcome["data"]["last_error"] == "HTTP 500"
     # The whole schedule took about 33 hours: failing, but not yet for five days.
     row = await subscription_row(db, sub["id"])
     assert row.active and row.failing_since == sent_at[0]
