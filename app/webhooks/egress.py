@@ -198,7 +198,7 @@ async def resolve_and_vet(
         return policy.vet(host, [host])
     try:
         addresses = await asyncio.wait_for(resolve(host, port), RESOLVE_TIMEOUT)
-    except (OSError, TimeoutError, UnicodeError) as exc:
+    except (OSError, TimeoutError, ValueError) as exc:  # ValueError: IDNA, NUL characters
         raise EgressRefused(f"{host} does not resolve ({exc})") from None
     return policy.vet(host, addresses)
 
