@@ -319,7 +319,13 @@ class Dispatcher:
             )
             key = (row.event_id, full)
             if key not in bodies:
-                bodies[key] = self._body(row, snapshot, full)
+                try:
+                    bodies[key] = self._body(row, snapshot, full)
+                except ValueError as exc:  # a payload its model refuses: fail it, don't loop
+                    logger.error("webhook event %s has a malformed payload: %s", row.event_id, exc)
+                    bodies[key] = b""
+            if not bodies[key] and problem is None:
+                problem = "the event's payload does not match its schema"
             claimed.append(
                 Claimed(
                     id=row.id,

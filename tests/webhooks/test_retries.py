@@ -5,14 +5,19 @@ subscriptions disabled after failing for five days."""
 from __future__ import annotations
 
 import email.utils
+import uuid
 from datetime import timedelta
 
 import httpx
+from sqlalchemy import update
 
 from app.config import Settings
 from app.db import Database
+from app.outbox.models import OutboxEvent
+from app.outbox.service import emit_many
 from app.webhooks.dispatcher import Dispatcher, Outcome
 from app.webhooks.metrics import COUNTERS
+from app.webhooks.models import Subscription
 from app.webhooks.vocabulary import JITTER, RETRY_SCHEDULE
 from tests.conftest import MakeActor
 from tests.escalation.helpers import Clock
@@ -302,3 +307,42 @@ async def test_a_subscription_failing_for_five_days_is_disabled(
     assert told.json()["data"]["failing_since"] is not None
     statuses = [d.status for d in await deliveries(db, subscription_id=row.id)]
     assert "pending" not in statuses  # what was still queued for it failed with it
+
+
+async def test_a_delivery_that_cannot_be_built_or_signed_fails_its_attempt_not_the_queue(
+    client: httpx.AsyncClient,
+    db: Database,
+    clock: Clock,
+    make_actor: MakeActor,
+    receiver: Receiver,
+    dispatcher: Dispatcher,
+):
+    lead = await make_actor("lead", "DOE")
+    good = await subscribe(client, lead, receiver.url("/good"))
+    unsigned = await subscribe(client, lead, receiver.url("/unsigned"))
+    found = await incident(client, lead)
+    await emit(db, escalated(found["id"]))
+    async with db.unit_of_work() as session:
+        # A payload written around the outbox's check, and a secret sealed under a key this
+        # process does not have.
+        await session.execute(update(OutboxEvent).values(payload={"reason": "unknown"}))
+        await emit_many(session, [escalated(found["id"], 2)])
+        await session.execute(
+            update(Subscription)
+            .where(Subscription.id == uuid.UUID(unsigned["id"]))
+            .values(secret_ciphertext="retired-key:AAAA")
+        )
+    assert await dispatcher.drain() == 4
+    outcomes = {}
+    for delivery in await deliveries(db):
+        (attempt,) = await attempts(db, delivery.id)
+        outcomes[(str(delivery.subscription_id), delivery.id)] = attempt
+    errors = sorted(
+        (a.outcome, a.error or "") for a in outcomes.values() if a.outcome != "delivered"
+    )
+    assert [e[0] for e in errors] == ["error"] * 3
+    assert sum("does not match its schema" in e[1] for e in errors) == 1
+    assert sum("cannot sign" in e[1] and "retired-key" in e[1] for e in errors) == 2
+    (sent,) = receiver.at("/good")  # the well-formed event to the well-keyed subscription
+    assert sent.json()["data"]["level"] == 2
+    assert good["id"] in {s for s, _ in outcomes}
