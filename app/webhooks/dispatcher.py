@@ -169,15 +169,11 @@ class Dispatcher:
     _slot: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     _stopping: bool = False
     _completed: int = 0  # sends finished since the last claim
+    _refill: int = 1  # ... worth a new claim: a quarter of those in flight
     _runner: asyncio.Task[None] | None = None
     _writer: asyncio.Task[None] | None = None
     _listener: asyncio.Task[None] | None = None
     listening: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
-
-    @property
-    def _refill(self) -> int:
-        """Freed slots worth a new claim."""
-        return max(1, min(self.max_in_flight, self.per_subscription) // 4)
 
     @classmethod
     def from_settings(
@@ -626,6 +622,7 @@ class Dispatcher:
                 continue
             for c in claimed:
                 self._launch(c)
+            self._refill = max(1, len(self._inflight) // 4)
             # With work left for lack of slots, claim again once a few have freed up (one
             # claim per freed slot would cost a transaction per delivery).
             await self._pause(self.poll if backlog else await self._until_due(), slots=backlog)

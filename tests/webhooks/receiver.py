@@ -160,6 +160,8 @@ class Receiver:
         chunks = []
         while True:
             message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # the sender went away mid-request (e.g. killed): nothing arrived
             chunks.append(message.get("body", b""))
             if not message.get("more_body"):
                 break
