@@ -259,6 +259,7 @@ async def _through_the_worker(base: str) -> tuple[float, list[float], int]:
         committed = time.time()
         finished = await _wait_count(client, base, total, within=300)
         rate = total / (finished - committed)
+        print(f"{NAME}: {total:,} deliveries in {finished - committed:.1f} s", file=sys.stderr)
         await client.post(f"{base}/reset")
         # Latency: one event per commit, at a steady pace.
         commits: dict[uuid.UUID, float] = {}
@@ -276,7 +277,10 @@ async def _through_the_worker(base: str) -> tuple[float, list[float], int]:
                 )
             ).all()
         deadline = time.monotonic() + 60
-        while not all(f"msg_{d.hex}" in (arrived := await _arrived(client, base)) for d, _ in rows):
+        while True:
+            arrived = await _arrived(client, base)
+            if all(f"msg_{d.hex}" in arrived for d, _ in rows):
+                break
             if time.monotonic() > deadline:
                 raise RuntimeError("the trickle's deliveries did not all arrive")
             await asyncio.sleep(0.1)
