@@ -329,24 +329,29 @@ def sweep(
 
 @cli.command()
 def worker() -> None:
-    """Run the escalation scheduler without serving HTTP (for worker replicas)."""
-    from app.escalation.scheduler import build_scheduler
+    """Run the background work without serving HTTP (for worker replicas): the escalation
+    sweep and other periodic jobs, and the webhook dispatcher."""
+    from app.worker import Worker
 
     settings = get_settings()
 
     async def main() -> None:
         db = Database.from_settings(settings)
-        scheduler = build_scheduler(settings, db)
-        scheduler.start()
-        typer.echo(f"RRG worker: sweeping every {settings.sweep_interval_seconds:g}s")
+        worker = Worker(settings, db)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        await worker.start()
+        typer.echo(
+            f"RRG worker: sweeping every {settings.sweep_interval_seconds:g}s, "
+            "dispatching webhooks",
+            err=True,
+        )
         try:
             await stop.wait()
         finally:
-            scheduler.shutdown(wait=True)
+            await worker.stop()
             await db.dispose()
 
     asyncio.run(main())

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
+import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_SECRET_KEY = "dev-insecure-secret-key-change-me"  # noqa: S105 - refused in production
 DEFAULT_DATABASE_URL = "sqlite:///var/rrg.db"
@@ -32,12 +34,36 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     scheduler: Literal["on", "off"] = "on"
     sweep_interval_seconds: float = Field(default=30, gt=0)
-    webhook_allowlist: list[str] = Field(default_factory=list)
+    # Webhooks (SPEC §7). The allowlist names hosts and CIDRs that may be reached over plain
+    # HTTP and at loopback/private addresses: comma-separated, or a JSON list.
+    webhook_allowlist: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Keys encrypting subscription secrets at rest: "kid:base64-of-32-bytes", comma-separated,
+    # the first encrypts; unset, one key is derived from RRG_SECRET_KEY.
+    webhook_keys: SecretStr | None = None
+    webhook_timeout_seconds: float = Field(default=10, gt=0, le=60)
+    webhook_concurrency: int = Field(default=64, ge=1, le=1024)
+    webhook_concurrency_per_subscription: int = Field(default=16, ge=1, le=1024)
+    webhook_lease_seconds: float = Field(default=60, gt=0)
+    webhook_poll_seconds: float = Field(default=1, gt=0)
+    webhook_retention_days: int = Field(default=30, ge=1)
     log_level: str = "INFO"
     max_body_bytes: int = 1024 * 1024
     # Connection pool for PostgreSQL (per process).
     db_pool_size: int = 10
     db_max_overflow: int = 20
+
+    @field_validator("webhook_allowlist", mode="before")
+    @classmethod
+    def _allowlist_entries(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            value = json.loads(text) if text.startswith("[") else text.split(",")
+        if not isinstance(value, list):
+            return value
+        entries = [str(v).strip().lower() for v in value if str(v).strip()]
+        for entry in entries:
+            _check_allowlist_entry(entry)
+        return entries
 
     @model_validator(mode="after")
     def _production_needs_a_real_secret(self) -> Settings:
@@ -79,6 +105,18 @@ class Settings(BaseSettings):
             return None
         path = self.database_url.split(":///", 1)[1] if ":///" in self.database_url else ""
         return Path(path) if path and path != ":memory:" else None
+
+
+def _check_allowlist_entry(entry: str) -> None:
+    """An allowlist entry is an IP address, a CIDR, or a host name."""
+    try:
+        ipaddress.ip_network(entry.strip("[]"), strict=False)
+        return
+    except ValueError:
+        pass
+    labels = entry.rstrip(".").split(".")
+    if not all(label and len(label) <= 63 and label.replace("-", "").isalnum() for label in labels):
+        raise ValueError(f"webhook allowlist entry {entry!r} is neither a host name nor a CIDR")
 
 
 @lru_cache

@@ -6,10 +6,8 @@ escalations) is announced through ``emit``/``emit_many``, in the transaction tha
 - the hash-chained timeline event is appended (``app.timeline``);
 - an outbox row is written for each webhook event type (SPEC §7) the change maps to
   (``WEBHOOK_TYPES``), for the dispatcher to deliver (``app.outbox``);
-- on PostgreSQL, ``NOTIFY rrg_events, '<incident id>'`` is queued (delivered at commit,
-  discarded on rollback), so other processes (dispatchers, live boards) wake up;
-- in this process, the callbacks registered with ``on_commit`` run once after the
-  transaction commits (never after a rollback).
+- the changed incidents are announced (``app.signals``): once the transaction commits,
+  callbacks in this process run and other processes get a NOTIFY (never after a rollback).
 
 No write path appends to the timeline or the outbox any other way.
 """
@@ -19,15 +17,15 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ARRAY, Text, bindparam, event, select, text
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session, SessionTransaction
 
+from app import signals
 from app.incidents.models import Incident
 from app.outbox import service as outbox
 from app.outbox.service import NewOutboxEvent
@@ -36,8 +34,6 @@ from app.timeline.models import TimelineEvent
 from app.timeline.service import Actor, NewEvent
 
 logger = logging.getLogger("rrg.events")
-
-NOTIFY_CHANNEL = "rrg_events"
 
 # Timeline event type -> the webhook event type (SPEC §7) it is published as. Types not
 # listed (participant changes, action approvals and edits, voided approvals) stay on the
@@ -127,19 +123,12 @@ async def emit_many(session: AsyncSession, events: Sequence[Event]) -> list[Time
         by_time[stored.at].extend(NewOutboxEvent(t, e.incident_id, payload) for t in types)
     for at, rows in by_time.items():
         await outbox.emit_many(session, rows, at=at)
-    incident_ids = list(dict.fromkeys(e.incident_id for e in events))
-    if session.get_bind().dialect.name == "postgresql":
-        await session.execute(_NOTIFY, {"ids": [str(i) for i in incident_ids]})
-    pending: _Pending = session.info.setdefault(_PENDING, _Pending())
-    pending.incident_ids.update(incident_ids)
-    pending.webhook_events += sum(len(rows) for rows in by_time.values())
+    signals.announce(
+        session,
+        incident_ids=(e.incident_id for e in events),
+        webhook_events=sum(len(rows) for rows in by_time.values()),
+    )
     return recorded
-
-
-# One statement for a whole batch; PostgreSQL delivers the notifications at commit.
-_NOTIFY = text("SELECT pg_notify(:channel, id) FROM unnest(:ids) AS id").bindparams(
-    bindparam("channel", NOTIFY_CHANNEL), bindparam("ids", type_=ARRAY(Text))
-)
 
 
 async def _keys(session: AsyncSession, events: Sequence[Event]) -> dict[uuid.UUID, str]:
@@ -151,61 +140,3 @@ async def _keys(session: AsyncSession, events: Sequence[Event]) -> dict[uuid.UUI
         )
         keys.update({incident_id: key for incident_id, key in rows})
     return keys
-
-
-# --- after commit ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Committed:
-    """What a committed transaction announced."""
-
-    incident_ids: frozenset[uuid.UUID]
-    webhook_events: int  # outbox rows written
-
-
-CommitCallback = Callable[[Committed], None]
-_callbacks: list[CommitCallback] = []
-_PENDING = "rrg_events_pending"
-
-
-@dataclass
-class _Pending:
-    incident_ids: set[uuid.UUID] = field(default_factory=set)
-    webhook_events: int = 0
-
-
-def on_commit(callback: CommitCallback) -> Callable[[], None]:
-    """Call ``callback`` once after each committed transaction that emitted events (in the
-    committing task, right after the commit: it must not block; to do I/O, schedule it).
-    Returns a function that unregisters it."""
-    _callbacks.append(callback)
-
-    def unregister() -> None:
-        if callback in _callbacks:
-            _callbacks.remove(callback)
-
-    return unregister
-
-
-@event.listens_for(Session, "after_commit")
-def _after_commit(session: Session) -> None:
-    if session.in_nested_transaction():
-        return  # a savepoint released: the transaction may still roll back
-    pending: _Pending | None = session.info.pop(_PENDING, None)
-    if pending is None:
-        return
-    committed = Committed(frozenset(pending.incident_ids), pending.webhook_events)
-    for callback in list(_callbacks):
-        try:
-            callback(committed)
-        except Exception:  # the change is committed; a listener's failure must not undo it
-            logger.exception("an on_commit callback failed")
-
-
-@event.listens_for(Session, "after_transaction_end")
-def _after_transaction_end(session: Session, transaction: SessionTransaction) -> None:
-    # The outermost transaction ended without a commit having taken what it emitted
-    # (``after_commit`` pops it): it rolled back, so it announces nothing.
-    if transaction.parent is None:
-        session.info.pop(_PENDING, None)

@@ -19,13 +19,18 @@ from app.db import Database
 from app.deps import refuse_unstorable_parameters
 from app.errors import install_error_handlers
 from app.escalation.router import router as escalation_router
-from app.escalation.scheduler import build_scheduler
 from app.incidents.router import router as incidents_router
 from app.middleware import BodySizeLimit
 from app.migrate import head_revision
 from app.minerals.router import router as minerals_router
 from app.ministries.router import router as ministries_router
 from app.notifications.router import router as notifications_router
+from app.webhooks.egress import EgressPolicy, system_resolve
+from app.webhooks.openapi import publish_webhooks
+from app.webhooks.router import router as webhooks_router
+from app.webhooks.secrets import SecretBox
+from app.webhooks.service import Egress
+from app.worker import Worker
 
 logger = logging.getLogger("rrg")
 
@@ -42,15 +47,15 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        scheduler = None
+        worker = None
         if settings.scheduler == "on":
-            scheduler = build_scheduler(settings, database)
-            scheduler.start()
+            worker = Worker(settings, database)
+            await worker.start()
         try:
             yield
         finally:
-            if scheduler is not None:
-                scheduler.shutdown(wait=True)
+            if worker is not None:
+                await worker.stop()
             if owns_db:
                 await database.dispose()
 
@@ -66,6 +71,8 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.state.settings = settings
     app.state.db = database
     app.state.migration_head = head_revision()
+    app.state.webhook_box = SecretBox.from_settings(settings)
+    app.state.webhook_egress = Egress(EgressPolicy.from_settings(settings), system_resolve)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     for router in (
@@ -77,7 +84,9 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         actions_router,
         escalation_router,
         notifications_router,
+        webhooks_router,
     ):
         app.include_router(router)
     install_contract(app)
+    publish_webhooks(app)
     return app

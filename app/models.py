@@ -17,6 +17,7 @@ from app.ministries.models import Ministry
 from app.notifications.models import Notification
 from app.outbox.models import OutboxEvent
 from app.timeline.models import TimelineEvent
+from app.webhooks.models import Attempt, Delivery, Subscription
 
 metadata = Base.metadata
 
@@ -24,8 +25,10 @@ __all__ = [
     "Action",
     "ActionApproval",
     "ApiToken",
+    "Attempt",
     "Base",
     "Counter",
+    "Delivery",
     "Escalation",
     "EscalationPolicy",
     "EscalationPolicyChange",
@@ -38,6 +41,7 @@ __all__ = [
     "Ministry",
     "Notification",
     "OutboxEvent",
+    "Subscription",
     "TimelineEvent",
     "User",
     "metadata",

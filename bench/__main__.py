@@ -8,7 +8,14 @@ import sys
 from sqlalchemy import text
 
 from app.db import Database
-from bench import actions_queue, create_load, driver_choice, escalation_sweep, incidents_list
+from bench import (
+    actions_queue,
+    create_load,
+    driver_choice,
+    escalation_sweep,
+    incidents_list,
+    webhooks_fanout,
+)
 from bench.common import BENCH_POSTGRES_URL, Figure, print_table
 
 BENCHMARKS = {
@@ -17,6 +24,7 @@ BENCHMARKS = {
     "incidents_list": incidents_list.run,
     "escalation_sweep": escalation_sweep.run,
     "actions_queue": actions_queue.run,
+    "webhooks_fanout": webhooks_fanout.run,
 }
 
 

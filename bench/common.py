@@ -141,3 +141,22 @@ def rrg_server(url: str, **env: str) -> contextlib.AbstractContextManager[Server
         [sys.executable, "-m", "app", "serve"],
         {"RRG_DATABASE_URL": url, "RRG_SCHEDULER": "off", "RRG_LOG_LEVEL": "WARNING", **env},
     )
+
+
+async def fresh_database(url: str) -> None:
+    """Create the database if needed, then drop and recreate its public schema."""
+    import asyncpg
+
+    server, name = url.rsplit("/", 1)
+    admin = await asyncpg.connect(server + "/postgres")
+    try:
+        if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("DROP SCHEMA public CASCADE")
+        await conn.execute("CREATE SCHEMA public")
+    finally:
+        await conn.close()

@@ -47,6 +47,7 @@ SEMANTIC_FIELDS = {
     ("body", "owning_ministry"): "a change the action's approvals no longer allow",
     ("header", "Idempotency-Key"): "a key used before with another body (§8)",
     ("body", "email"): "an address on a special-use or reserved domain (`.test`)",
+    ("body", "url"): "a webhook host that does not resolve, or not to a public address (§7)",
     **{
         ("body", name): "policy durations out of order, or not whole minutes"
         for name in ("triage_within", "level2_after", "level3_after", "update_every")

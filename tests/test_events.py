@@ -21,14 +21,14 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from app import events
+from app import signals
 from app.auth.service import Principal
 from app.db import Database
 from app.escalation.sweep import sweep
-from app.events import Committed
 from app.incidents import service as incidents
 from app.incidents.models import Incident
 from app.outbox.models import OutboxEvent
+from app.signals import Committed
 from app.timeline.models import TimelineEvent
 from tests.actions.helpers import in_days, proposal
 from tests.conftest import POSTGRES_URL, Actor, MakeActor, assert_problem
@@ -143,7 +143,7 @@ class Recorder:
 @pytest.fixture
 def recorder(db: Database) -> Iterator[Recorder]:
     found = Recorder(db)
-    unregister = events.on_commit(found.signals.append)
+    unregister = signals.on_commit(found.signals.append)
     try:
         yield found
     finally:
@@ -319,9 +319,7 @@ async def listener(backend: str) -> AsyncIterator[Listener | None]:
         return
     queue: asyncio.Queue[str] = asyncio.Queue()
     connection = await asyncpg.connect(POSTGRES_URL)
-    await connection.add_listener(
-        events.NOTIFY_CHANNEL, lambda *args: queue.put_nowait(str(args[3]))
-    )
+    await connection.add_listener(signals.CHANNEL, lambda *args: queue.put_nowait(str(args[3])))
     try:
         yield Listener(connection, queue)
     finally:
@@ -422,7 +420,7 @@ async def test_a_failing_listener_does_not_undo_the_change(
     def broken(_: Committed) -> None:
         raise RuntimeError("listener bug")
 
-    unregister = events.on_commit(broken)
+    unregister = signals.on_commit(broken)
     try:
         reporter = await make_actor("responder", "DOE")
         response = await client.post("/api/v1/incidents", json=report(), headers=reporter.headers)

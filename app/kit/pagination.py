@@ -182,12 +182,32 @@ def _no_constants(name: str) -> NoReturn:
     raise ValueError(f"{name} is not JSON")
 
 
-def page_query(query: Select[Any], order: Order, *, limit: int, cursor: str | None) -> Select[Any]:
+def page_query(
+    query: Select[*tuple[Any, ...]], order: Order, *, limit: int, cursor: str | None
+) -> Select[*tuple[Any, ...]]:
     """``query`` limited to one page after ``cursor``, each row ending in its key values."""
     if cursor:
         query = query.where(order.after(order.decode(cursor)))
     keyed = query.add_columns(*(k.expr for k in order.keys))
     return keyed.order_by(*order.order_by()).limit(limit + 1)
+
+
+async def paginate_rows(
+    session: AsyncSession,
+    query: Select[*tuple[Any, ...]],
+    order: Order,
+    *,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[tuple[Any, ...]], str | None]:
+    """One page of ``query``'s rows (every selected column) in ``order`` after ``cursor``,
+    and the cursor of the next page (None on the last one)."""
+    paged = page_query(query, order, limit=limit, cursor=cursor)
+    rows = (await session.execute(paged)).all()
+    width = len(order.keys)
+    items = [tuple(row[:-width]) for row in rows[:limit]]
+    next_cursor = order.encode(rows[limit - 1][-width:]) if len(rows) > limit else None
+    return items, next_cursor
 
 
 async def paginate(
@@ -198,11 +218,7 @@ async def paginate(
     limit: int,
     cursor: str | None,
 ) -> tuple[list[Any], str | None]:
-    """One page of ``query``'s rows (its first selected entity) in ``order`` after
-    ``cursor``, and the cursor of the next page (None on the last one)."""
-    paged = page_query(query, order, limit=limit, cursor=cursor)
-    rows = (await session.execute(paged)).all()
-    width = len(order.keys)
-    items = [row[0] for row in rows[:limit]]
-    next_cursor = order.encode(rows[limit - 1][-width:]) if len(rows) > limit else None
-    return items, next_cursor
+    """One page of ``query``'s first selected entity in ``order`` after ``cursor``, and the
+    cursor of the next page (None on the last one)."""
+    rows, next_cursor = await paginate_rows(session, query, order, limit=limit, cursor=cursor)
+    return [row[0] for row in rows], next_cursor

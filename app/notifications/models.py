@@ -12,7 +12,8 @@ from app.models_base import IdMixin
 
 
 class Notification(IdMixin, Base):
-    """An in-app notification for one user about one incident."""
+    """An in-app notification for one user, about one incident (or, without one, about the
+    service itself, e.g. a webhook endpoint disabled)."""
 
     __tablename__ = "notifications"
     __table_args__ = (
@@ -20,7 +21,7 @@ class Notification(IdMixin, Base):
     )
 
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    incident_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("incidents.id"))
+    incident_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("incidents.id"))
     type: Mapped[str] = mapped_column(String(48))
     title: Mapped[str] = mapped_column(Text)
     data: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)

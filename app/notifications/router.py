@@ -18,7 +18,7 @@ router = APIRouter(prefix="/api/v1/me/notifications", tags=["notifications"])
 
 class NotificationOut(BaseModel):
     id: uuid.UUID
-    incident_id: uuid.UUID
+    incident_id: uuid.UUID | None
     type: str
     title: str
     data: dict[str, Any]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import ColumnElement, select, update
+from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import clock
@@ -20,9 +20,12 @@ def _mine(user: User) -> list[ColumnElement[bool]]:
     # Notifications about incidents the user can no longer see are hidden too.
     return [
         Notification.user_id == user.id,
-        select(Incident.id)
-        .where(Incident.id == Notification.incident_id, visible_to(user))
-        .exists(),
+        or_(
+            Notification.incident_id.is_(None),
+            select(Incident.id)
+            .where(Incident.id == Notification.incident_id, visible_to(user))
+            .exists(),
+        ),
     ]
 
 

@@ -1,26 +1,16 @@
-"""Escalation policies through the API, who escalations reach (TLP, active users), the
-notifications inbox, and the scheduler (SPEC §4, §6)."""
+"""Escalation policies through the API, who escalations reach (TLP, active users), and the
+notifications inbox (SPEC §4, §6)."""
 
 from __future__ import annotations
 
-import asyncio
-from datetime import timedelta
 from typing import Any
 
 import httpx
-import pytest
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import select
 
-from app import main as app_main
-from app.config import Settings
 from app.db import Database
-from app.escalation import scheduler as scheduler_module
 from app.escalation.models import EscalationPolicyChange
-from app.escalation.scheduler import build_scheduler, run_sweep
 from app.escalation.sweep import sweep
-from app.main import create_app
 from tests.conftest import Actor, MakeActor, assert_problem
 from tests.escalation.helpers import (
     DAY,
@@ -327,74 +317,3 @@ async def test_inbox_unread_first_pagination_and_marking_read(
     assert len((await inbox(client, owner, unread="true"))["items"]) == 5
     again_all = await client.post(f"{INBOX}/read-all", headers=assignee.headers)
     assert again_all.json() == {"marked_read": 0}
-
-
-# --- the scheduler -------------------------------------------------------------------------------
-
-
-async def test_build_scheduler_makes_one_interval_job_that_never_overlaps(
-    db: Database, settings: Settings
-):
-    scheduler = build_scheduler(settings.model_copy(update={"sweep_interval_seconds": 12.5}), db)
-    jobs = scheduler.get_jobs()
-    assert len(jobs) == 1
-    job = jobs[0]
-    assert job.func is run_sweep and job.args == (db,)
-    assert job.max_instances == 1 and job.coalesce is True
-    assert isinstance(job.trigger, IntervalTrigger)
-    assert job.trigger.interval == timedelta(seconds=12.5)
-    assert not scheduler.running
-
-
-async def test_run_sweep_escalates_and_survives_a_failing_sweep(
-    client: httpx.AsyncClient,
-    db: Database,
-    frozen: Clock,
-    team: Team,
-    monkeypatch: pytest.MonkeyPatch,
-):
-    incident = await open_incident(client, team)
-    action = await approved_action(client, team, incident, due_at=T0 + DAY)
-    frozen.set(T0 + DAY)
-    await run_sweep(db)  # reads the clock
-    assert await action_state(db, action["id"]) == (1, 0)
-
-    async def broken(db: Database) -> None:
-        raise RuntimeError("database went away")
-
-    monkeypatch.setattr(scheduler_module, "sweep", broken)
-    await run_sweep(db)  # logged, not raised: the next run retries
-
-
-@pytest.fixture
-def captured(monkeypatch: pytest.MonkeyPatch) -> list[AsyncIOScheduler]:
-    """Schedulers the app builds in its lifespan."""
-    built: list[AsyncIOScheduler] = []
-
-    def build(settings: Settings, db: Database) -> AsyncIOScheduler:
-        built.append(build_scheduler(settings, db))
-        return built[-1]
-
-    monkeypatch.setattr(app_main, "build_scheduler", build)
-    return built
-
-
-async def test_the_app_lifespan_starts_and_stops_the_scheduler(
-    db: Database, settings: Settings, captured: list[AsyncIOScheduler]
-):
-    on = settings.model_copy(update={"scheduler": "on", "sweep_interval_seconds": 3600})
-    app = create_app(on, db=db)
-    async with app.router.lifespan_context(app):
-        assert len(captured) == 1
-        scheduler = captured[0]
-        assert scheduler.running
-        (job,) = scheduler.get_jobs()
-        assert job.trigger.interval == timedelta(hours=1) and job.max_instances == 1
-    # APScheduler 3.11's AsyncIOScheduler.shutdown() runs on the loop's next turn.
-    await asyncio.sleep(0)
-    assert not scheduler.running
-
-    off = create_app(settings, db=db)  # RRG_SCHEDULER=off (the test settings)
-    async with off.router.lifespan_context(off):
-        pass
-    assert len(captured) == 1

@@ -18,11 +18,11 @@ from sqlalchemy import func, select
 
 from app import clock
 from app.db import Database
-from app.escalation.scheduler import run_sweep
 from app.idempotency import IdempotencyKey
 from app.incidents.models import Counter as KeyCounter
 from app.incidents.models import Incident
 from app.incidents.service import KEY_COUNTER
+from app.worker import purge_idempotency_keys
 from tests.conftest import Actor, MakeActor, QueryCounter, assert_problem
 from tests.incidents.helpers import create, report
 
@@ -259,7 +259,7 @@ async def test_the_periodic_job_purges_keys_older_than_a_day(
     )
     assert fresh.status_code == 201
     clock.set_source(lambda: start + timedelta(hours=25))
-    await run_sweep(db)
+    await purge_idempotency_keys(db)
     async with db.unit_of_work(readonly=True) as session:
         kept = (await session.scalars(select(IdempotencyKey.key))).all()
         incidents = await session.scalar(select(func.count()).select_from(Incident))

@@ -1,0 +1,120 @@
+"""What a commit tells the rest of the system, after it commits and never before.
+
+A transaction announces what it did (``announce``: incidents changed, webhook events and
+deliveries queued); nothing leaves the transaction until it commits:
+- in this process, the callbacks registered with ``on_commit`` run once after the outermost
+  commit of a transaction that announced anything (never after a rollback);
+- across processes (PostgreSQL), one ``NOTIFY rrg_events`` statement is sent just before the
+  commit, with a payload per changed incident (live boards re-read those) or ``webhooks`` when
+  only deliveries were queued (dispatchers wake on any payload). PostgreSQL delivers it at
+  commit and discards it on rollback.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from sqlalchemy import ARRAY, Text, bindparam, event, text
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session, SessionTransaction
+
+logger = logging.getLogger("rrg.signals")
+
+CHANNEL = "rrg_events"
+DELIVERIES_PAYLOAD = "webhooks"
+_PENDING = "rrg_signals_pending"
+
+
+@dataclass(frozen=True)
+class Committed:
+    """What a committed transaction announced."""
+
+    incident_ids: frozenset[uuid.UUID]
+    webhook_events: int  # outbox rows written
+    deliveries: int  # webhook deliveries queued (new or re-queued)
+
+
+@dataclass
+class _Pending:
+    incident_ids: set[uuid.UUID] = field(default_factory=set)
+    webhook_events: int = 0
+    deliveries: int = 0
+
+
+def announce(
+    session: AsyncSession | Session,
+    *,
+    incident_ids: Iterable[uuid.UUID] = (),
+    webhook_events: int = 0,
+    deliveries: int = 0,
+) -> None:
+    """Record, in the caller's transaction, what to tell once it commits (no I/O here)."""
+    pending: _Pending = session.info.setdefault(_PENDING, _Pending())
+    pending.incident_ids.update(incident_ids)
+    pending.webhook_events += webhook_events
+    pending.deliveries += deliveries
+
+
+CommitCallback = Callable[[Committed], None]
+_callbacks: list[CommitCallback] = []
+
+
+def on_commit(callback: CommitCallback) -> Callable[[], None]:
+    """Call ``callback`` once after each committed transaction that announced something (in
+    the committing task, right after the commit: it must not block; to do I/O, schedule it).
+    Returns a function that unregisters it."""
+    _callbacks.append(callback)
+
+    def unregister() -> None:
+        if callback in _callbacks:
+            _callbacks.remove(callback)
+
+    return unregister
+
+
+# One statement for the whole transaction, whatever was announced.
+_NOTIFY = text("SELECT pg_notify(:channel, payload) FROM unnest(:payloads) AS payload").bindparams(
+    bindparam("channel", CHANNEL), bindparam("payloads", type_=ARRAY(Text))
+)
+
+
+@event.listens_for(Session, "before_commit")
+def _notify_other_processes(session: Session) -> None:
+    if session.in_nested_transaction():
+        return
+    pending: _Pending | None = session.info.get(_PENDING)
+    if pending is None or session.get_bind().dialect.name != "postgresql":
+        return
+    payloads = [str(i) for i in sorted(pending.incident_ids)]
+    if pending.deliveries and not payloads:
+        payloads.append(DELIVERIES_PAYLOAD)
+    if payloads:
+        session.execute(_NOTIFY, {"payloads": payloads})
+
+
+@event.listens_for(Session, "after_commit")
+def _tell_this_process(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # a savepoint released: the transaction may still roll back
+    pending: _Pending | None = session.info.pop(_PENDING, None)
+    if pending is None:
+        return
+    committed = Committed(
+        frozenset(pending.incident_ids), pending.webhook_events, pending.deliveries
+    )
+    for callback in list(_callbacks):
+        try:
+            callback(committed)
+        except Exception:  # the change is committed; a listener's failure must not undo it
+            logger.exception("an on_commit callback failed")
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_after_rollback(session: Session, transaction: SessionTransaction) -> None:
+    # The outermost transaction ended without a commit having taken what it announced
+    # (``after_commit`` pops it): it rolled back, so it announces nothing.
+    if transaction.parent is None:
+        session.info.pop(_PENDING, None)

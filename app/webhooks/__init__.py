@@ -1,0 +1,1 @@
+"""Signed webhook notifications to the ministries (SPEC §7)."""

@@ -1,0 +1,116 @@
+"""The one home of the service's background work, run by the app's lifespan (unless
+``RRG_SCHEDULER=off``) and by ``rrg worker``:
+
+- periodic jobs on APScheduler (in-memory job store: all durable state is in the database):
+  the escalation sweep, the purge of expired idempotency keys, webhook history retention;
+- the webhook dispatcher, a long-running loop woken by commits (app.webhooks.dispatcher).
+
+Every job is safe to run in several processes at once: correctness comes from the database.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import partial
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from app import clock
+from app.config import Settings
+from app.db import Database
+from app.escalation.sweep import sweep
+from app.idempotency import purge_expired
+from app.webhooks.dispatcher import Dispatcher
+from app.webhooks.service import purge_history
+
+logger = logging.getLogger("rrg.worker")
+
+IDEMPOTENCY_PURGE_EVERY = 600.0
+RETENTION_EVERY = 3600.0
+RETENTION_BATCH = 5000
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    every_seconds: float
+    run: Callable[[], Awaitable[None]]
+
+
+async def run_sweep(db: Database) -> None:
+    try:
+        await sweep(db)
+    except Exception:
+        # A failed sweep changed nothing (its transaction rolled back); the next one retries.
+        logger.exception("escalation sweep failed")
+
+
+async def purge_idempotency_keys(db: Database) -> None:
+    """Idempotency keys are kept 24 hours."""
+    try:
+        async with db.unit_of_work() as session:
+            await purge_expired(session)
+    except Exception:
+        logger.exception("purging expired idempotency keys failed")
+
+
+async def purge_webhook_history(db: Database, keep: timedelta) -> None:
+    """Finished deliveries (with their attempts) and their events are kept ``keep``."""
+    cutoff = clock.now() - keep
+    try:
+        while True:
+            async with db.unit_of_work() as session:
+                deleted = await purge_history(session, cutoff, RETENTION_BATCH)
+            if deleted < RETENTION_BATCH:
+                return
+    except Exception:
+        logger.exception("purging old webhook deliveries failed")
+
+
+def periodic_jobs(settings: Settings, db: Database) -> list[Job]:
+    return [
+        Job("escalation-sweep", settings.sweep_interval_seconds, partial(run_sweep, db)),
+        Job("idempotency-purge", IDEMPOTENCY_PURGE_EVERY, partial(purge_idempotency_keys, db)),
+        Job(
+            "webhook-retention",
+            RETENTION_EVERY,
+            partial(purge_webhook_history, db, timedelta(days=settings.webhook_retention_days)),
+        ),
+    ]
+
+
+def build_scheduler(settings: Settings, db: Database) -> AsyncIOScheduler:
+    scheduler = AsyncIOScheduler(timezone="UTC")
+    for job in periodic_jobs(settings, db):
+        scheduler.add_job(
+            job.run,
+            "interval",
+            seconds=job.every_seconds,
+            id=job.id,
+            max_instances=1,  # a run still going is never started twice in this process
+            coalesce=True,
+            misfire_grace_time=None,
+        )
+    return scheduler
+
+
+class Worker:
+    """The periodic jobs and the dispatcher of one process."""
+
+    def __init__(self, settings: Settings, db: Database) -> None:
+        self.scheduler = build_scheduler(settings, db)
+        self.dispatcher = Dispatcher.from_settings(settings, db)
+
+    async def start(self) -> None:
+        self.scheduler.start()
+        await self.dispatcher.start()
+
+    async def stop(self) -> None:
+        try:
+            await self.dispatcher.stop()
+            await self.dispatcher.aclose()
+        finally:
+            self.scheduler.shutdown(wait=True)
