@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings, get_settings
 from app.db import Database
+from app.errors import AppError
 
 T = TypeVar("T")
 
@@ -25,8 +26,10 @@ users_cli = typer.Typer(help="Manage users", no_args_is_help=True)
 tokens_cli = typer.Typer(help="Manage API tokens", no_args_is_help=True)
 audit_cli = typer.Typer(help="Check the tamper-evident timeline", no_args_is_help=True)
 ministries_cli = typer.Typer(help="Manage partner organisations", no_args_is_help=True)
+import_cli = typer.Typer(help="Import data from files", no_args_is_help=True)
 cli.add_typer(users_cli, name="users")
 cli.add_typer(ministries_cli, name="ministries")
+cli.add_typer(import_cli, name="import")
 cli.add_typer(tokens_cli, name="tokens")
 cli.add_typer(audit_cli, name="audit")
 
@@ -172,7 +175,6 @@ def users_create(
 
     from app.auth import service
     from app.auth.schemas import UserCreate
-    from app.errors import AppError
 
     password = sys.stdin.readline().rstrip("\n") if password_stdin else None
     try:
@@ -307,7 +309,7 @@ def sweep(
     after printing what could not be done, if anything."""
     from app.escalation.sweep import sweep as run_sweep
 
-    when = None if at is None else at if at.tzinfo else at.replace(tzinfo=UTC)
+    when = _as_utc(at)
 
     async def main() -> None:
         db = Database.from_settings(get_settings())
@@ -355,6 +357,102 @@ def worker() -> None:
             await db.dispose()
 
     asyncio.run(main())
+
+
+def _as_utc(at: datetime | None) -> datetime | None:
+    return None if at is None else at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+@import_cli.command("profiles")
+def import_profiles(
+    file: Annotated[Path, typer.Argument(help="CSV file (see README for the columns)")],
+    as_email: Annotated[
+        str, typer.Option("--as", help="The lead recording the profiles (their e-mail)")
+    ],
+) -> None:
+    """Import dependency profiles from CSV, all or nothing; print every problem."""
+    from app.auth import service as auth_service
+    from app.auth.service import Principal
+    from app.register import imports
+
+    try:
+        body = file.read_bytes()
+    except OSError as exc:
+        raise _fail(f"cannot read {file}: {exc.strerror}") from None
+
+    async def work(session: AsyncSession) -> tuple[int, int]:
+        user = await auth_service.find_user_by_email(session, as_email)
+        if user is None or not user.active:
+            raise _fail(f"No active user with email {as_email}")
+        written, recomputed = await imports.import_csv(
+            session, Principal(user=user), imports.decode(body)
+        )
+        return len(written), recomputed
+
+    try:
+        imported, recomputed = run_in_unit_of_work(get_settings(), work)
+    except AppError as exc:
+        for problem in exc.extra.get("errors", []):
+            where = f"line {problem['line']}" if problem.get("line") else "file"
+            column = f", column {problem['column']}" if problem.get("column") else ""
+            typer.echo(f"{file}: {where}{column}: {problem['reason']}", err=True)
+        raise _fail(exc.detail) from None
+    typer.echo(f"imported {imported} profiles; recomputed {recomputed} incident priorities")
+
+
+@cli.command()
+def sitrep(
+    lang: Annotated[str, typer.Option(help="en | ja")] = "en",
+    at: Annotated[
+        datetime | None, typer.Option(help="Report time (ISO 8601, UTC if naive); default now")
+    ] = None,
+    as_email: Annotated[
+        str | None,
+        typer.Option(
+            "--as",
+            help="Write it for this user (their visibility); default: the co-lead view "
+            "(CLEAR, GREEN and AMBER incidents)",
+        ),
+    ] = None,
+    output_format: Annotated[str, typer.Option("--format", help="markdown | json")] = "markdown",
+) -> None:
+    """Print the situation report."""
+    from app import clock
+    from app.auth import service as auth_service
+    from app.sitrep import service as sitrep_service
+    from app.sitrep.render import render_markdown
+    from app.sitrep.router import report_time
+
+    if lang not in ("en", "ja"):
+        raise _fail("--lang must be en or ja")
+    if output_format not in ("markdown", "json"):
+        raise _fail("--format must be markdown or json")
+    when = _as_utc(at)
+
+    async def work(session: AsyncSession) -> str:
+        if as_email is None:
+            reader, co_lead_view = sitrep_service.co_lead_reader(), True
+        else:
+            found = await auth_service.find_user_by_email(session, as_email)
+            if found is None or not found.active:
+                raise _fail(f"No active user with email {as_email}")
+            reader, co_lead_view = found, False
+        report = await sitrep_service.build(
+            session,
+            reader,
+            report_time(when or clock.now()),
+            "ja" if lang == "ja" else "en",
+            co_lead_view=co_lead_view,
+        )
+        if output_format == "json":
+            return report.model_dump_json(indent=2)
+        return render_markdown(report)
+
+    try:
+        text = run_in_unit_of_work(get_settings(), work, readonly=True)
+    except AppError as exc:
+        raise _fail(exc.detail) from None
+    typer.echo(text, nl=not text.endswith("\n"))
 
 
 def main() -> None:

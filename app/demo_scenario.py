@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import clock
@@ -20,9 +21,11 @@ from app.actions.schemas import ActionCreate, ActionTransitionRequest
 from app.actions.vocabulary import ministries_of
 from app.auth.models import User
 from app.auth.service import Principal
+from app.demo_profiles import load_register
 from app.incidents import service as incidents
 from app.incidents.models import Incident
 from app.incidents.schemas import IncidentCreate, IncidentUpdate, TransitionRequest
+from app.priority.service import recompute_priority
 
 Cast = dict[tuple[str, str], User]  # (ministry, role) -> user
 
@@ -417,4 +420,9 @@ async def load_scenario(session: AsyncSession, cast: Cast) -> int:
         tlp="RED",
         severity="SEV2",
     )
+
+    # The register (illustrative figures) and every incident's priority from it.
+    await load_register(session, {"DOE": cast[("DOE", "lead")], "METI": cast[("METI", "lead")]})
+    ids = (await session.scalars(select(Incident.id))).all()
+    await recompute_priority(session, ids)
     return 8

@@ -19,6 +19,7 @@ from app.errors import (
     IF_MATCH_MISSING,
     Forbidden,
     InvalidInput,
+    PreconditionFailed,
     PreconditionRequired,
     Unauthorized,
 )
@@ -187,4 +188,37 @@ IfMatchRequired = Annotated[
         # Documented only: an empty value is refused as missing (428), not as invalid.
         json_schema_extra={"minLength": 1},
     ),
+]
+
+
+def check_preconditions(
+    current: int | None, if_match: str | None, if_none_match: str | None = None
+) -> None:
+    """RFC 9110 preconditions for a PUT that may create its resource (``current`` is the
+    version, None while the resource does not exist): ``If-Match`` as everywhere (strong
+    comparison, ``*`` any existing version); ``If-None-Match: *`` only a resource that does
+    not exist yet. Neither header → 428; a failed one → 412."""
+    precondition = parse_if_match(if_match)
+    if precondition is not None:
+        if current is None or not precondition.matches(current):
+            raise PreconditionFailed(
+                "If-Match does not name the current version"
+                if current is not None
+                else "There is no current version to match; create it with If-None-Match: *"
+            )
+        return
+    if if_none_match is not None and if_none_match.strip():
+        if if_none_match.strip() != "*":
+            raise PreconditionFailed("If-None-Match must be * (create only if absent)")
+        if current is not None:
+            raise PreconditionFailed("It exists already; change it with If-Match and its ETag")
+        return
+    raise PreconditionRequired(
+        "This change needs If-Match with the current ETag (or If-None-Match: * to create)"
+    )
+
+
+IfNoneMatch = Annotated[
+    str | None,
+    Header(alias="If-None-Match", description="`*`: create only if it does not exist yet"),
 ]

@@ -25,6 +25,10 @@ from app.migrate import head_revision
 from app.minerals.router import router as minerals_router
 from app.ministries.router import router as ministries_router
 from app.notifications.router import router as notifications_router
+from app.priority.router import router as priority_router
+from app.register.router import router as register_router
+from app.sitrep.router import router as sitrep_router
+from app.vulnerabilities.router import router as vulnerabilities_router
 from app.webhooks.egress import EgressPolicy, system_resolve
 from app.webhooks.openapi import publish_webhooks
 from app.webhooks.router import router as webhooks_router
@@ -85,6 +89,10 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         escalation_router,
         notifications_router,
         webhooks_router,
+        register_router,
+        priority_router,
+        vulnerabilities_router,
+        sitrep_router,
     ):
         app.include_router(router)
     install_contract(app)

@@ -16,6 +16,8 @@ from app.minerals.models import Mineral
 from app.ministries.models import Ministry
 from app.notifications.models import Notification
 from app.outbox.models import OutboxEvent
+from app.priority.models import PriorityWeights, PriorityWeightsChange
+from app.register.models import ConcernList, ConcernListChange, DependencyProfile
 from app.timeline.models import TimelineEvent
 from app.webhooks.models import Attempt, Delivery, Subscription
 
@@ -27,8 +29,11 @@ __all__ = [
     "ApiToken",
     "Attempt",
     "Base",
+    "ConcernList",
+    "ConcernListChange",
     "Counter",
     "Delivery",
+    "DependencyProfile",
     "Escalation",
     "EscalationPolicy",
     "EscalationPolicyChange",
@@ -41,6 +46,8 @@ __all__ = [
     "Ministry",
     "Notification",
     "OutboxEvent",
+    "PriorityWeights",
+    "PriorityWeightsChange",
     "Subscription",
     "TimelineEvent",
     "User",

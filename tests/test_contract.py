@@ -189,6 +189,8 @@ def refused_by_design(status: int, problem: Any) -> bool:
         return True
     if status != 422 or not isinstance(problem, dict) or not problem.get("errors"):
         return False
+    if problem.get("type") == "urn:rrg:problem:import-refused":
+        return True  # what a CSV's rows must hold is beyond the schema of a text body
     return all((e.get("location"), e.get("field")) in SEMANTIC_FIELDS for e in problem["errors"])
 
 

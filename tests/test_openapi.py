@@ -54,7 +54,8 @@ def test_every_error_response_is_a_problem_with_the_one_shared_schema():
             elif status == "204":
                 assert "content" not in response, (path, method)
             else:
-                assert set(response.get("content", {})) <= {"application/json"}
+                # JSON, or for the situation report Markdown too (both documented).
+                assert set(response.get("content", {})) <= {"application/json", "text/markdown"}
 
 
 def test_each_operation_declares_the_problems_its_route_can_give():

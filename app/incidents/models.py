@@ -41,6 +41,7 @@ class Incident(IdMixin, TimestampMixin, Base):
         Index("ix_incidents_updated_at", "updated_at", "id"),
         Index("ix_incidents_category_reported_at", "category", "reported_at"),
         Index("ix_incidents_status_last_activity_at", "status", "last_activity_at"),
+        Index("ix_incidents_priority_score", "priority_score", "id"),
     )
 
     number: Mapped[int] = mapped_column(unique=True)
@@ -90,6 +91,10 @@ class Incident(IdMixin, TimestampMixin, Base):
     last_activity_at: Mapped[datetime | None] = mapped_column(default=None)
     stale_reminded_at: Mapped[datetime | None] = mapped_column(default=None)
     stale_reminders: Mapped[int] = mapped_column(default=0)
+    # Priority (app.priority): the score and its breakdown, stored when an input changes.
+    # 0 with no breakdown until first computed.
+    priority_score: Mapped[float] = mapped_column(default=0.0, server_default="0")
+    priority_breakdown: Mapped[dict[str, Any] | None] = mapped_column(JSONType, default=None)
 
     mineral_links: Mapped[list[IncidentMineral]] = relationship(
         lazy="raise", cascade="all, delete-orphan", order_by="IncidentMineral.mineral_code"

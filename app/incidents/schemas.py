@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field, StringConstraints, WithJsonSchema
 from app.auth.models import User
 from app.incidents.vocabulary import Category, Sector, Severity, Status, Tlp
 from app.kit.types import INT32_MAX, HttpUrl, NonNegativeInt32, Timestamp
+from app.priority.breakdown import PriorityBreakdown
 from app.schemas import InputModel
 
 COUNTRY_CODE = r"^[A-Z]{2}$"
@@ -178,6 +179,13 @@ class IncidentOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     version: int
+    priority_score: float = Field(
+        description="0-100, from the inputs in priority_breakdown (0 until first computed)"
+    )
+    priority_breakdown: PriorityBreakdown | None = Field(
+        description="Each component of the score: its input, normalised value, weight and "
+        "contribution (null until first computed)"
+    )
 
 
 class IncidentCreated(IncidentOut):

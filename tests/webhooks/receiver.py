@@ -29,6 +29,9 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b"ok"
     delay: float = 0.0
+    # With a delay: answer as soon as this many requests are in flight at once (0: never early).
+    # Lets a test see the sender's concurrency limit reached without relying on timing.
+    until_in_flight: int = 0
 
 
 @dataclass
@@ -148,6 +151,15 @@ class Receiver:
                 raise AssertionError(f"expected {count} requests, got {seen}")
             await asyncio.sleep(0.01)
 
+    async def _hold(self, reply: Reply) -> None:
+        deadline = time.monotonic() + reply.delay
+        while time.monotonic() < deadline:
+            if reply.until_in_flight and self.peak_total >= reply.until_in_flight:
+                # The limit was reached: let the rest of the wave finish promptly.
+                await asyncio.sleep(0.05)
+                return
+            await asyncio.sleep(0.01)
+
     def _reply(self, path: str) -> Reply:
         with self._lock:
             queue = self.replies.get(path)
@@ -181,7 +193,7 @@ class Receiver:
         reply = self._reply(path)
         try:
             if reply.delay:
-                await asyncio.sleep(reply.delay)
+                await self._hold(reply)
         finally:
             with self._lock:
                 self.active[path] -= 1

@@ -76,7 +76,8 @@ async def test_concurrency_is_bounded_per_subscription_and_overall(
     paths = [f"/busy{n}" for n in range(4)]
     for path in paths:
         await subscribe(client, lead, receiver.url(path))
-        receiver.script(path, Reply(delay=0.2))
+        # Each reply is held until six are in flight at once (or for two seconds).
+        receiver.script(path, Reply(delay=2.0, until_in_flight=6))
     found = await incident(client, lead)
     await emit(db, *(escalated(found["id"], n) for n in range(5)))  # 20 deliveries
     dispatcher = running(
@@ -84,7 +85,7 @@ async def test_concurrency_is_bounded_per_subscription_and_overall(
     )
     await dispatcher.start()
     try:
-        await receiver.wait_for(20, within=10)
+        await receiver.wait_for(20, within=20)
     finally:
         await dispatcher.stop()
         await dispatcher.aclose()

@@ -1,0 +1,1 @@
+"""The situation report, in English or Japanese, within the reader's visibility."""

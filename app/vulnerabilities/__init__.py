@@ -1,0 +1,1 @@
+"""The vulnerability ranking: minerals ranked by exposure per country and jointly."""
