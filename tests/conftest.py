@@ -68,6 +68,22 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             BACKENDS.remove("postgresql")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # A PostgreSQL-only test is not run on SQLite at all, rather than reported as skipped.
+    def sqlite_instance_of_postgresql_only(item: pytest.Item) -> bool:
+        callspec = getattr(item, "callspec", None)
+        return (
+            item.get_closest_marker("postgresql_only") is not None
+            and callspec is not None
+            and callspec.params.get("backend") == "sqlite"
+        )
+
+    deselected = [item for item in items if sqlite_instance_of_postgresql_only(item)]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if item not in deselected]
+
+
 async def _ping(url: str) -> None:
     db = Database(url)
     try:

@@ -372,11 +372,10 @@ async def test_actions_of_rejected_or_closed_incidents_never_escalate(
 
 
 @pytest.mark.slow
+@pytest.mark.postgresql_only  # reads PostgreSQL's EXPLAIN
 async def test_the_action_claim_is_served_by_its_partial_index(
-    client: httpx.AsyncClient, db: Database, frozen: Clock, team: Team, backend: str
+    client: httpx.AsyncClient, db: Database, frozen: Clock, team: Team
 ):
-    if backend != "postgresql":
-        pytest.skip("EXPLAIN of the PostgreSQL plan")
     incident = await open_incident(client, team)
     await approved_action(client, team, incident, due_at=T0 + DAY)
     # History the claim must not read: open actions already at the top level, and

@@ -157,14 +157,9 @@ async def test_a_worker_killed_mid_fan_out_completes_every_delivery_after_restar
     )
 
 
-@pytest.fixture
-def postgres_only(backend: str) -> None:
-    if backend != "postgresql":
-        pytest.skip("replicated dispatchers and LISTEN/NOTIFY need PostgreSQL")
-
-
+# Replicated dispatchers and LISTEN/NOTIFY need PostgreSQL.
+@pytest.mark.postgresql_only
 async def test_three_workers_send_each_of_2000_deliveries_once(
-    postgres_only: None,
     client: httpx.AsyncClient,
     db: Database,
     make_actor: MakeActor,
@@ -198,8 +193,8 @@ async def listeners(db: Database) -> list[int]:
         return list(rows)
 
 
+@pytest.mark.postgresql_only
 async def test_a_worker_wakes_within_a_second_of_a_commit_elsewhere_and_relistens(
-    postgres_only: None,
     client: httpx.AsyncClient,
     db: Database,
     make_actor: MakeActor,
