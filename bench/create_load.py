@@ -122,8 +122,11 @@ async def _reporter_token(url: str) -> str:
                     ministry="DOE",
                     role="responder",
                 ),
+                by=None,
             )
-            _, token = await auth_service.create_token(session, user, TokenCreate(name="load"))
+            _, token = await auth_service.create_token(
+                session, auth_service.Principal(user=user), TokenCreate(name="load")
+            )
         return token
     finally:
         await db.dispose()
