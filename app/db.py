@@ -6,7 +6,10 @@ its end or rolls back; services flush, only the unit of work commits.
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 import uuid
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -24,6 +27,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator
+from sqlalchemy.util import await_only
 
 from app.config import Settings
 
@@ -82,7 +86,53 @@ def sync_url(url: str) -> str:
     return url.replace("+asyncpg", "+psycopg").replace("+aiosqlite", "")
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
+class WriterQueue:
+    """Writers to one SQLite database take turns in this process, in arrival order.
+
+    SQLite allows one writer at a time; a second ``BEGIN IMMEDIATE`` waits in SQLite's busy
+    handler, which sleeps and polls (ever longer sleeps), so under contention latency is
+    set by the poll interval, not by the work. Here a writer first waits on an asyncio lock
+    (woken the moment the previous writer's connection is returned to the pool, after its
+    commit or rollback), so within one process the busy handler is never reached; it still
+    guards against other processes. One lock per event loop (locks are bound to a loop).
+    """
+
+    HOLDS = "rrg_holds_write_turn"
+
+    def __init__(self, timeout_seconds: float) -> None:
+        self.timeout_seconds = timeout_seconds
+        self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def _lock(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        lock = self._locks.get(loop)
+        if lock is None:
+            lock = self._locks[loop] = asyncio.Lock()
+        return lock
+
+    def take_turn(self, info: dict[Any, Any]) -> None:
+        """Wait for this connection's turn (called in SQLAlchemy's greenlet, so it can
+        await); a connection already holding it keeps it."""
+        if info.get(self.HOLDS):
+            return
+        lock = self._lock()
+        try:
+            await_only(asyncio.wait_for(lock.acquire(), self.timeout_seconds))
+        except TimeoutError:
+            raise sqlite3.OperationalError(
+                "database is locked (waited for the writer turn)"
+            ) from None
+        info[self.HOLDS] = lock
+
+    def end_turn(self, info: dict[Any, Any]) -> None:
+        lock = info.pop(self.HOLDS, None)
+        if lock is not None:
+            lock.release()
+
+
+def _configure_sqlite(engine: AsyncEngine, writers: WriterQueue) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
         # Take BEGIN out of the driver's hands so the "begin" hook below decides it.
@@ -96,10 +146,23 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        # Writers take the write lock up front, so concurrent writers wait on the busy
-        # timeout instead of failing on a lock upgrade; readers use a deferred BEGIN.
-        readonly = conn.get_execution_options().get("rrg_readonly", False)
-        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+        # Writers take the write lock up front, so concurrent writers wait their turn
+        # instead of failing on a lock upgrade; readers use a deferred BEGIN.
+        if conn.get_execution_options().get("rrg_readonly", False):
+            conn.exec_driver_sql("BEGIN")
+            return
+        writers.take_turn(conn.info)
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            writers.end_turn(conn.info)
+            raise
+
+    # The turn ends when the connection goes back to the pool: after its commit or
+    # rollback has completed, so the next writer's BEGIN IMMEDIATE finds the lock free.
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        writers.end_turn(record.info)
 
 
 # Where a session carries the timeline's HMAC key (``Session.info``): the key travels with
@@ -128,7 +191,7 @@ class Database:
             kwargs.update(pool_size=pool_size, max_overflow=max_overflow, pool_timeout=60)
         self.engine = create_async_engine(self.url, **kwargs)
         if self.engine.dialect.name == "sqlite":
-            _configure_sqlite(self.engine)
+            _configure_sqlite(self.engine, WriterQueue(SQLITE_BUSY_TIMEOUT_MS / 1000))
         info = {} if audit_key is None else {AUDIT_KEY_INFO: audit_key}
         self._writer = async_sessionmaker(self.engine, expire_on_commit=False, info=info)
         self._reader = async_sessionmaker(

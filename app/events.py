@@ -80,6 +80,12 @@ class Event:
     data: dict[str, Any]
     at: datetime | None = None
     incident_key: str | None = None
+    # The incident itself when the caller holds it (flushed, so its columns are current):
+    # its outbox snapshot is then taken from it rather than read back.
+    incident: Incident | None = None
+    # The incident was created in this transaction: its chain is empty and no other
+    # transaction can see it, so there is no head to lock and read.
+    new_chain: bool = False
 
 
 async def emit(
@@ -90,10 +96,12 @@ async def emit(
     data: dict[str, Any],
     *,
     at: datetime | None = None,
+    new_chain: bool = False,
 ) -> TimelineEvent:
-    """Announce one change to an incident, in the caller's transaction."""
+    """Announce one change to an incident, in the caller's transaction (``new_chain``: the
+    incident was created in it, see ``Event``)."""
     if isinstance(incident, Incident):
-        new = Event(incident.id, actor, type_, data, at, incident.key)
+        new = Event(incident.id, actor, type_, data, at, incident.key, incident, new_chain)
     else:
         new = Event(incident, actor, type_, data, at)
     return (await emit_many(session, [new]))[0]
@@ -105,7 +113,8 @@ async def emit_many(session: AsyncSession, events: Sequence[Event]) -> list[Time
     if not events:
         return []
     recorded = await timeline.record_many(
-        session, [NewEvent(e.incident_id, e.actor, e.type, e.data, e.at) for e in events]
+        session,
+        [NewEvent(e.incident_id, e.actor, e.type, e.data, e.at, e.new_chain) for e in events],
     )
     published = [
         (e, stored, types)
@@ -121,8 +130,9 @@ async def emit_many(session: AsyncSession, events: Sequence[Event]) -> list[Time
             **stored.data,
         }
         by_time[stored.at].extend(NewOutboxEvent(t, e.incident_id, payload) for t in types)
+    held = {e.incident_id: e.incident for e in events if e.incident is not None}
     for at, rows in by_time.items():
-        await outbox.emit_many(session, rows, at=at)
+        await outbox.emit_many(session, rows, at=at, held=held)
     signals.announce(
         session,
         incident_ids=(e.incident_id for e in events),

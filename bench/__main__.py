@@ -1,9 +1,17 @@
-"""Run the benchmarks and print one table: ``make bench`` (PostgreSQL at RRG_BENCH_POSTGRES_URL)."""
+"""Run the benchmarks and print one table: ``make bench`` (PostgreSQL at RRG_BENCH_POSTGRES_URL).
+
+``QUICK=1 make bench`` (or RRG_BENCH_QUICK=1) runs shorter loads and fewer requests.
+``python -m bench NAME ...`` runs only the named benchmarks.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
+
+if os.environ.get("QUICK") == "1":  # before the benchmark modules read RRG_BENCH_QUICK
+    os.environ.setdefault("RRG_BENCH_QUICK", "1")
 
 from sqlalchemy import text
 
@@ -14,11 +22,13 @@ from bench import (
     driver_choice,
     escalation_sweep,
     incidents_list,
+    request_cost,
     webhooks_fanout,
 )
 from bench.common import BENCH_POSTGRES_URL, Figure, print_table
 
 BENCHMARKS = {
+    "request_cost": request_cost.run,
     "create_load": create_load.run,
     "driver": driver_choice.run,
     "incidents_list": incidents_list.run,

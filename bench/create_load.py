@@ -122,8 +122,11 @@ async def _reporter_token(url: str) -> str:
                     ministry="DOE",
                     role="responder",
                 ),
+                by=None,
             )
-            _, token = await auth_service.create_token(session, user, TokenCreate(name="load"))
+            _, token = await auth_service.create_token(
+                session, auth_service.Principal(user=user), TokenCreate(name="load")
+            )
         return token
     finally:
         await db.dispose()
@@ -142,8 +145,8 @@ def backends() -> Iterator[list[Backend]]:
     with tempfile.TemporaryDirectory() as tmp:
         sqlite_rrg = f"sqlite:///{Path(tmp) / 'rrg.db'}"
         sqlite_floor = f"sqlite:///{Path(tmp) / 'floor.db'}"
-        pg_rrg = BENCH_POSTGRES_URL.rsplit("/", 1)[0] + "/rrg_bench_p1"
-        pg_floor = BENCH_POSTGRES_URL.rsplit("/", 1)[0] + "/rrg_bench_p1_floor"
+        pg_rrg = BENCH_POSTGRES_URL + "_p1"
+        pg_floor = BENCH_POSTGRES_URL + "_p1_floor"
         for url in (pg_rrg, pg_floor):
             asyncio.run(_reset_postgres(url))
         out = []
@@ -192,6 +195,14 @@ end
 """
 
 
+def _lua_get(token: str) -> str:
+    return f"""
+wrk.method = "GET"
+wrk.headers["Authorization"] = "Bearer {token}"
+{_WRK_DONE}
+"""
+
+
 def _lua_script(token: str, payloads: list[str]) -> str:
     quoted = ",\n".join(f"[==[{p}]==]" for p in payloads)
     return f"""
@@ -208,9 +219,12 @@ end
 """
 
 
-def saturate(server: Server, token: str, payloads: list[str]) -> Saturation:
+def saturate(
+    server: Server, token: str, payloads: list[str] | None, path: str = PATH
+) -> Saturation:
+    """wrk at ``CONNECTIONS`` connections: POSTs of ``payloads`` or, without, GETs."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
-        script.write(_lua_script(token, payloads))
+        script.write(_lua_script(token, payloads) if payloads else _lua_get(token))
         script.flush()
         result = subprocess.run(
             [
@@ -222,7 +236,7 @@ def saturate(server: Server, token: str, payloads: list[str]) -> Saturation:
                 "10s",
                 "-s",
                 script.name,
-                server.base + PATH,
+                server.base + path,
             ],
             check=True,
             capture_output=True,
@@ -300,20 +314,30 @@ def steady(server: Server, token: str, body: str) -> Steady:
     )
 
 
-def _measure_create(server: Server, token: str, payloads: list[str]) -> tuple[Saturation, Steady]:
+ME = "/api/v1/me"
+
+
+def _measure_create(
+    server: Server, token: str, payloads: list[str]
+) -> tuple[Saturation, Steady, Saturation]:
+    """Creates at saturation and at 300/s, then ``GET /api/v1/me`` at saturation."""
     hey(server, PATH, token=token, body=payloads[0], requests=200)  # warm-up
-    return saturate(server, token, payloads), steady(server, token, payloads[1])
+    created = saturate(server, token, payloads), steady(server, token, payloads[1])
+    return (*created, saturate(server, token, None, ME))
 
 
 def _p1(backend: Backend, payloads: list[str]) -> list[Figure]:
     with floor_server(backend.floor_url) as floor:
-        floor_sat, floor_steady = _measure_create(floor, backend.token, payloads)
+        floor_sat, floor_steady, bare_me = _measure_create(floor, backend.token, payloads)
     with rrg_server(backend.rrg_url) as rrg:
         cpu_before = rrg.cpu_seconds()
-        rrg_sat, rrg_steady = _measure_create(rrg, backend.token, payloads)
-        # CPU per request over the whole measured run (warm-up included).
+        hey(rrg, PATH, token=backend.token, body=payloads[0], requests=200)  # warm-up
+        rrg_sat = saturate(rrg, backend.token, payloads)
+        rrg_steady = steady(rrg, backend.token, payloads[1])
+        # CPU per create over the measured creates (warm-up included).
         answered = 200 + rrg_sat.requests_per_second * SECONDS + rrg_steady.served_ok
         cpu_ms = (rrg.cpu_seconds() - cpu_before) / answered * 1000
+        rrg_me = saturate(rrg, backend.token, None, ME)
     b = backend.name
     ratio = rrg_sat.requests_per_second / floor_sat.requests_per_second
     return [
@@ -363,7 +387,22 @@ def _p1(backend: Backend, payloads: list[str]) -> list[Figure]:
             "floor app",
             target="0",
         ),
-        Figure(NAME, f"P1 {b} server CPU per request", cpu_ms, "ms"),
+        Figure(NAME, f"P1 {b} server CPU per create", cpu_ms, "ms"),
+        Figure(
+            NAME,
+            f"{b} GET /api/v1/me saturation",
+            rrg_me.requests_per_second,
+            "req/s",
+            bare_me.requests_per_second,
+            "bare FastAPI JSON GET",
+        ),
+        Figure(
+            NAME,
+            f"{b} GET /api/v1/me ratio rrg/bare",
+            rrg_me.requests_per_second / bare_me.requests_per_second,
+            "x",
+            target="≥ 0.50",
+        ),
     ]
 
 

@@ -4,7 +4,9 @@ It validates the same incident body as ``POST /api/v1/incidents`` (the service's
 ``IncidentCreate`` model) and inserts one row with SQLAlchemy Core through the service's own
 ``Database`` (so SQLite runs with the same pragmas and ``BEGIN IMMEDIATE``). No
 authentication, no visibility, no timeline: what is left is the framework, validation and
-one insert. Served by ``python -m uvicorn bench.floor_app:app`` against ``RRG_DATABASE_URL``.
+one insert. ``GET /api/v1/me`` is the bare JSON endpoint (a constant body) that rrg's
+``GET /api/v1/me`` is compared with. Served by ``python -m uvicorn bench.floor_app:app``
+against ``RRG_DATABASE_URL``.
 """
 
 from __future__ import annotations
@@ -53,6 +55,12 @@ app = FastAPI(lifespan=lifespan)
 @app.get("/readyz")
 async def readyz() -> dict[str, str]:
     return {"status": "ready"}
+
+
+@app.get("/api/v1/me")
+async def bare() -> dict[str, Any]:
+    """The bare JSON endpoint ``GET /api/v1/me`` is compared with: no database, no auth."""
+    return {"id": "0", "email": "bare@example.org", "role": "responder", "ministry": "DOE"}
 
 
 @app.post("/api/v1/incidents", status_code=201)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Select, func, or_, select, update
+from sqlalchemy import Select, bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -262,19 +262,21 @@ async def revoke_token(session: AsyncSession, principal: Principal, token_id: uu
         await session.flush()
 
 
+# Built once: every authenticated request runs it (the hash travels as a parameter).
+_token_query = (
+    select(ApiToken, User)
+    .join(User, User.id == ApiToken.user_id)
+    .where(ApiToken.token_hash == bindparam("token_hash"))
+)
+
+
 async def principal_for_token(session: AsyncSession, plaintext: str) -> tuple[Principal, bool]:
     """Resolve a bearer token. Returns the principal and whether last_used_at is stale.
 
     Raises nothing: callers turn ``None`` user into 401. Unknown, revoked, expired tokens
     and deactivated users all fail the same way.
     """
-    row = (
-        await session.execute(
-            select(ApiToken, User)
-            .join(User, User.id == ApiToken.user_id)
-            .where(ApiToken.token_hash == hash_token(plaintext))
-        )
-    ).first()
+    row = (await session.execute(_token_query, {"token_hash": hash_token(plaintext)})).first()
     if row is None:
         raise LookupError
     token, user = row

@@ -6,10 +6,11 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.models import User
+from app.db import table_of
 from app.incidents.models import Incident, IncidentMineral, IncidentParticipant, IncidentSignoff
 from app.incidents.schemas import (
     ActorOut,
@@ -18,6 +19,7 @@ from app.incidents.schemas import (
     SignoffOut,
     TimelineEventOut,
     UserRef,
+    user_ref,
 )
 from app.ministries.models import Ministry
 from app.timeline.models import TimelineEvent
@@ -26,45 +28,74 @@ _COMPOSED = {"minerals", "reporter", "owners", "participants", "signoffs", "dupl
 _PLAIN_FIELDS = [name for name in IncidentOut.model_fields if name not in _COMPOSED]
 
 
+_users = table_of(User)
+_ministries = table_of(Ministry)
+_user_refs_query = select(
+    _users.c.id, _users.c.display_name, _users.c.email, _ministries.c.code
+).join(_ministries, _ministries.c.id == _users.c.ministry_id)
+_minerals = table_of(IncidentMineral)
+_minerals_query = select(_minerals.c.incident_id, _minerals.c.mineral_code).order_by(
+    _minerals.c.mineral_code
+)
+_participants = table_of(IncidentParticipant)
+_participants_query = select(_participants.c.incident_id, _participants.c.user_id).order_by(
+    _participants.c.added_at
+)
+
+
 async def user_refs(
-    session: AsyncSession, ids: Iterable[uuid.UUID | None]
+    session: AsyncSession, ids: Iterable[uuid.UUID | None], *, known: Iterable[User] = ()
 ) -> dict[uuid.UUID, UserRef]:
+    """References to these users; ``known`` ones (loaded with their ministry) are not read."""
     wanted = {i for i in ids if i is not None}
-    if not wanted:
-        return {}
-    rows = await session.execute(
-        select(User.id, User.display_name, User.email, Ministry.code)
-        .join(Ministry, Ministry.id == User.ministry_id)
-        .where(User.id.in_(wanted))
-    )
-    return {
-        uid: UserRef(id=uid, display_name=name, email=email, ministry=code)
-        for uid, name, email, code in rows
-    }
+    refs = {u.id: user_ref(u) for u in known if u.id in wanted}
+    wanted -= refs.keys()
+    if wanted:
+        rows = await session.execute(_user_refs_query.where(_users.c.id.in_(wanted)))
+        refs.update(
+            (uid, UserRef(id=uid, display_name=name, email=email, ministry=code))
+            for uid, name, email, code in rows
+        )
+    return refs
+
+
+def _loaded(incident: Incident, relationship: str) -> bool:
+    return relationship not in inspect(incident).unloaded
 
 
 async def present_incidents(
-    session: AsyncSession, incidents: Sequence[Incident]
+    session: AsyncSession, incidents: Sequence[Incident], *, known: Iterable[User] = ()
 ) -> list[IncidentOut]:
     """API shapes for a page of incidents in a fixed number of queries (plain rows, no
-    per-incident loading): minerals, participants, the people named, current sign-offs."""
+    per-incident loading): minerals, participants, the people named, current sign-offs.
+    What is already loaded (the incidents' mineral and participant links, ``known`` users
+    such as the caller) is used as it is."""
     if not incidents:
         return []
-    ids = [i.id for i in incidents]
     minerals: dict[uuid.UUID, list[str]] = defaultdict(list)
-    for incident_id, code in await session.execute(
-        select(IncidentMineral.incident_id, IncidentMineral.mineral_code)
-        .where(IncidentMineral.incident_id.in_(ids))
-        .order_by(IncidentMineral.mineral_code)
-    ):
-        minerals[incident_id].append(code)
     participants: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
-    for incident_id, user_id in await session.execute(
-        select(IncidentParticipant.incident_id, IncidentParticipant.user_id)
-        .where(IncidentParticipant.incident_id.in_(ids))
-        .order_by(IncidentParticipant.added_at)
-    ):
-        participants[incident_id].append(user_id)
+    unloaded_minerals = []
+    unloaded_participants = []
+    for i in incidents:
+        if _loaded(i, "mineral_links"):
+            minerals[i.id] = sorted(link.mineral_code for link in i.mineral_links)
+        else:
+            unloaded_minerals.append(i.id)
+        if _loaded(i, "participant_links"):
+            links = sorted(i.participant_links, key=lambda link: link.added_at)
+            participants[i.id] = [link.user_id for link in links]
+        else:
+            unloaded_participants.append(i.id)
+    if unloaded_minerals:
+        for incident_id, code in await session.execute(
+            _minerals_query.where(_minerals.c.incident_id.in_(unloaded_minerals))
+        ):
+            minerals[incident_id].append(code)
+    if unloaded_participants:
+        for incident_id, user_id in await session.execute(
+            _participants_query.where(_participants.c.incident_id.in_(unloaded_participants))
+        ):
+            participants[incident_id].append(user_id)
     signoffs = await current_signoffs(session, incidents)
     refs = await user_refs(
         session,
@@ -73,6 +104,7 @@ async def present_incidents(
             *(uid for people in participants.values() for uid in people),
             *(s.user_id for rows in signoffs.values() for s in rows),
         ],
+        known=known,
     )
     return [
         IncidentOut(

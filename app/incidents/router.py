@@ -49,10 +49,13 @@ TRANSITION_REFUSED = problem_responses(
 COMMENT_EVENT = "comment.created"
 
 
-async def _out(session: Session, incident: Any, response: Response | None = None) -> IncidentOut:
+async def _out(
+    session: Session, incident: Any, response: Response | None = None, principal: Any = None
+) -> IncidentOut:
     if response is not None:
         response.headers["ETag"] = etag(incident.version)
-    return (await present_incidents(session, [incident]))[0]
+    known = [principal.user] if principal is not None else []
+    return (await present_incidents(session, [incident], known=known))[0]
 
 
 @router.get("/incidents")
@@ -109,7 +112,7 @@ async def create_incident(
         incident = await service.create(session, principal, data)
         duplicates = await service.possible_duplicates(session, principal.user, incident)
         return IncidentCreated(
-            **(await _out(session, incident)).model_dump(),
+            **dict(await _out(session, incident, principal=principal)),
             possible_duplicates=[
                 IncidentRef(id=d.id, key=d.key, title=d.title, status=d.status) for d in duplicates
             ],
@@ -129,7 +132,7 @@ async def get_incident(
     id_or_key: str, session: Session, principal: CurrentUser, response: Response
 ) -> IncidentOut:
     incident = await service.get_visible(session, principal.user, id_or_key, details=False)
-    return await _out(session, incident, response)
+    return await _out(session, incident, response, principal)
 
 
 @router.patch("/incidents/{id_or_key}", responses=CONFLICT)
@@ -144,7 +147,7 @@ async def update_incident(
     incident = await service.get_visible(session, principal.user, id_or_key)
     expected = required_version(if_match, incident.version)
     incident = await service.update_fields(session, principal, incident, expected, data)
-    return await _out(session, incident, response)
+    return await _out(session, incident, response, principal)
 
 
 @router.post("/incidents/{id_or_key}/transitions", responses=TRANSITION_REFUSED)
@@ -160,7 +163,7 @@ async def transition_incident(
     incident = await service.get_visible(session, principal.user, id_or_key)
     expected = required_version(if_match, incident.version)
     incident = await service.transition(session, principal, incident, expected, data)
-    return await _out(session, incident, response)
+    return await _out(session, incident, response, principal)
 
 
 @router.put("/incidents/{id_or_key}/owners/{ministry}", responses=CONFLICT)
@@ -183,7 +186,7 @@ async def assign_owner(
         data.user_id,
         optional_version(if_match, incident.version),
     )
-    return await _out(session, incident, response)
+    return await _out(session, incident, response, principal)
 
 
 @router.post("/incidents/{id_or_key}/participants", responses=CONFLICT)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal, get_args
 
-from sqlalchemy import ColumnElement, Select, func, or_, select, update
+from sqlalchemy import ColumnElement, Row, Select, bindparam, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import flag_modified
@@ -18,6 +18,7 @@ from app.auth.models import User
 from app.auth.permissions import require
 from app.auth.roles import at_least
 from app.auth.service import Principal
+from app.db import table_of
 from app.errors import AppError, Conflict, InvalidInput, NotFound
 from app.events import Event, emit, emit_many
 from app.incidents import states
@@ -217,25 +218,42 @@ async def list_visible(
     )
 
 
+_incidents = table_of(Incident)
+_incident_minerals = table_of(IncidentMineral)
+# The duplicate hint reads four columns over the (category, reported_at) index; the
+# incident's own values travel as bound parameters, so every create shares one statement.
+_duplicates_query = (
+    select(_incidents.c.id, _incidents.c.key, _incidents.c.title, _incidents.c.status)
+    .where(
+        _incidents.c.status.in_(states.OPEN_STATUSES),
+        _incidents.c.category == bindparam("category"),
+        _incidents.c.reported_at >= bindparam("since"),
+        _incidents.c.id != bindparam("incident_id"),
+        exists().where(
+            _incident_minerals.c.incident_id == _incidents.c.id,
+            _incident_minerals.c.mineral_code.in_(bindparam("minerals", expanding=True)),
+        ),
+    )
+    .order_by(_incidents.c.reported_at.desc())
+    .limit(10)
+)
+
+
 async def possible_duplicates(
     session: AsyncSession, user: User, incident: Incident
-) -> Sequence[Incident]:
-    since = incident.reported_at - DUPLICATE_WINDOW
-    query = (
-        _filtered(
-            user,
-            IncidentFilters(
-                status=list(states.OPEN_STATUSES),
-                category=[incident.category],
-                mineral=incident.minerals,
-                reported_after=since,
-            ),
-        )
-        .where(Incident.id != incident.id)
-        .order_by(Incident.reported_at.desc())
-        .limit(10)
+) -> Sequence[Row[tuple[uuid.UUID, str, str, str]]]:
+    """Open incidents the user sees, on an overlapping mineral and the same category,
+    reported in the window before this one (id, key, title, status; newest first)."""
+    rows = await session.execute(
+        _duplicates_query.where(visible_to(user)),
+        {
+            "category": incident.category,
+            "since": incident.reported_at - DUPLICATE_WINDOW,
+            "incident_id": incident.id,
+            "minerals": incident.minerals,
+        },
     )
-    return (await session.scalars(query)).all()
+    return rows.all()  # type: ignore[return-value]
 
 
 # --- writing ----------------------------------------------------------------------------
@@ -299,8 +317,11 @@ async def create(session: AsyncSession, principal: Principal, data: IncidentCrea
         "incident.created",
         {"key": incident.key, "status": incident.status, **data.model_dump(mode="json")},
         at=now,
+        new_chain=True,
     )
-    return await get_visible(session, user, incident.id)
+    # Not read back: the reporter is named on it, so sees it, and the session holds every
+    # column as written (the timeline head included).
+    return incident
 
 
 async def update_fields(
@@ -423,11 +444,15 @@ async def transition(
         data["reopened"] = True
     await session.flush()
     actor = Actor.of(principal)
-    events = [Event(incident.id, actor, "incident.status_changed", data, now, incident.key)]
+    events = [
+        Event(incident.id, actor, "incident.status_changed", data, now, incident.key, incident)
+    ]
     if target in INCIDENT_LIFECYCLE.terminal:
         events += await _cancel_actions(session, incident, actor, data, now)
     await emit_many(session, events)
-    return await get_visible(session, user, incident.id)
+    # Not read back: a move changes nothing visibility reads, and the session holds every
+    # column as written (the version and timeline head included).
+    return incident
 
 
 async def _cancel_actions(

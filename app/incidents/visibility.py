@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
@@ -29,52 +30,58 @@ from sqlalchemy import (
     values,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
 from app.auth.models import User
+from app.db import table_of
 from app.incidents.models import Incident, IncidentParticipant
 from app.ministries.models import Ministry
+
+# Core columns: the rule is built of plain table columns (no ORM attribute adaptation),
+# and an alias of participants, so the subquery correlates only to the incident even inside
+# queries that already select from participants.
+_incidents = table_of(Incident)
+_participant = table_of(IncidentParticipant).alias("visible_participant")
 
 
 def _named(user_id: Any) -> ColumnElement[bool]:
     """The user is one of the incident's named people: its reporter, an owner or a
     participant. Assigning an action names nobody: visibility is widened only by naming
     someone on the incident itself, where it is visible and recorded."""
-    # An alias, so the subquery correlates only to the incident even inside queries that
-    # already select from participants.
-    participant = aliased(IncidentParticipant)
+    i = _incidents.c
     return or_(
-        Incident.reporter_id == user_id,
-        Incident.doe_owner_id == user_id,
-        Incident.meti_owner_id == user_id,
-        exists().where(participant.incident_id == Incident.id, participant.user_id == user_id),
+        i.reporter_id == user_id,
+        i.doe_owner_id == user_id,
+        i.meti_owner_id == user_id,
+        exists().where(_participant.c.incident_id == i.id, _participant.c.user_id == user_id),
     )
 
 
 def _rule(user_id: Any, ministry_id: Any, co_lead: ColumnElement[bool]) -> ColumnElement[bool]:
+    i = _incidents.c
     named = _named(user_id)
     return or_(
-        Incident.tlp.in_(("CLEAR", "GREEN")),
+        i.tlp.in_(("CLEAR", "GREEN")),
         # AMBER: the co-lead ministries (a partner only when named on it).
-        and_(Incident.tlp == "AMBER", or_(co_lead, named)),
+        and_(i.tlp == "AMBER", or_(co_lead, named)),
         # AMBER+STRICT: the reporter's ministry and the named people.
-        and_(
-            Incident.tlp == "AMBER+STRICT",
-            or_(Incident.reporter_ministry_id == ministry_id, named),
-        ),
+        and_(i.tlp == "AMBER+STRICT", or_(i.reporter_ministry_id == ministry_id, named)),
         # RED: named people only.
-        and_(Incident.tlp == "RED", named),
+        and_(i.tlp == "RED", named),
     )
+
+
+@lru_cache(maxsize=4096)
+def _rule_for(user_id: uuid.UUID, ministry_id: uuid.UUID, co_lead: bool) -> ColumnElement[bool]:
+    """The rule for one principal, built once: SQL expressions are immutable, so the same
+    predicate serves every statement of this user (the values travel as bound parameters,
+    so every user's statements share one compiled form)."""
+    return _rule(literal(user_id, Uuid), literal(ministry_id, Uuid), true() if co_lead else false())
 
 
 def visible_to(user: User) -> ColumnElement[bool]:
     if not user.active:
         return false()
-    return _rule(
-        literal(user.id, Uuid),
-        literal(user.ministry_id, Uuid),
-        true() if user.ministry.is_co_lead else false(),
-    )
+    return _rule_for(user.id, user.ministry_id, user.ministry.is_co_lead)
 
 
 async def visible_pairs(

@@ -5,12 +5,12 @@ are written with it, in the caller's transaction."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import clock, signals
@@ -31,29 +31,42 @@ class NewOutboxEvent:
     subscription_id: uuid.UUID | None = None
 
 
+_SNAPSHOT_COLUMNS = ("key", "title", "severity", "tlp", "status", "reporter_ministry_id")
+_snapshot_query = select(
+    *(getattr(table_of(Incident).c, name) for name in ("id", *_SNAPSHOT_COLUMNS))
+)
+
+
+def _held_snapshot(incident: Incident) -> Incident | None:
+    """The incident as held in memory, when every snapshot column is loaded (an expired
+    column would need a query to read)."""
+    unloaded = inspect(incident).unloaded
+    return None if unloaded.intersection(_SNAPSHOT_COLUMNS) else incident
+
+
 async def emit_many(
-    session: AsyncSession, events: Sequence[NewOutboxEvent], *, at: datetime | None = None
+    session: AsyncSession,
+    events: Sequence[NewOutboxEvent],
+    *,
+    at: datetime | None = None,
+    held: Mapping[uuid.UUID, Incident] | None = None,
 ) -> list[uuid.UUID]:
     """Queue events and their deliveries in the caller's transaction: they exist iff the
-    change commits. Three statements per batch, whatever its size. Returns the events' ids."""
+    change commits. At most three statements per batch, whatever its size. Returns the
+    events' ids. ``held``: incidents the caller holds, flushed; their snapshots are read
+    from memory."""
     if not events:
         return []
     when = at or clock.now()
     ids = {e.incident_id for e in events if e.incident_id is not None}
-    snapshots = {}
-    if ids:
-        rows = await session.execute(
-            select(
-                Incident.id,
-                Incident.key,
-                Incident.title,
-                Incident.severity,
-                Incident.tlp,
-                Incident.status,
-                Incident.reporter_ministry_id,
-            ).where(Incident.id.in_(ids))
-        )
-        snapshots = {row.id: row for row in rows}
+    snapshots: dict[uuid.UUID, Any] = {}
+    for incident_id, incident in (held or {}).items():
+        if incident_id in ids and (snapshot := _held_snapshot(incident)) is not None:
+            snapshots[incident_id] = snapshot
+    missing = ids - snapshots.keys()
+    if missing:
+        rows = await session.execute(_snapshot_query.where(table_of(Incident).c.id.in_(missing)))
+        snapshots.update({row.id: row for row in rows})
     values: list[dict[str, Any]] = []
     for e in events:
         if e.type not in PAYLOADS:

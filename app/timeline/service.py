@@ -22,6 +22,8 @@ from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 
 from app import clock
 from app.auth.service import Principal
@@ -120,6 +122,8 @@ class NewEvent:
     type: str
     data: dict[str, Any]
     at: datetime | None = None
+    # The incident was created in this transaction (see app.events.Event.new_chain).
+    new_chain: bool = False
 
 
 async def record_many(session: AsyncSession, new_events: Sequence[NewEvent]) -> list[TimelineEvent]:
@@ -135,17 +139,19 @@ async def record_many(session: AsyncSession, new_events: Sequence[NewEvent]) -> 
     if not new_events:
         return []
     ids = sorted({e.incident_id for e in new_events})
-    heads = {
-        row.id: (row.event_count, row.last_event_hash or GENESIS)
-        for row in (
-            await session.execute(
-                select(Incident.id, Incident.event_count, Incident.last_event_hash)
-                .where(Incident.id.in_(ids))
-                .order_by(Incident.id)
-                .with_for_update(key_share=True)
-            )
-        ).all()
+    heads: dict[uuid.UUID, tuple[int, str]] = {
+        e.incident_id: (0, GENESIS) for e in new_events if e.new_chain
     }
+    existing = [i for i in ids if i not in heads]
+    if existing:
+        heads.update(
+            (row.id, (row.event_count, row.last_event_hash or GENESIS))
+            for row in (
+                await session.execute(
+                    _heads_query.where(_incidents.c.id.in_(existing)),
+                )
+            ).all()
+        )
     secret = audit_key(session)
     now = clock.now()
     active: dict[uuid.UUID, datetime] = {}
@@ -175,23 +181,45 @@ async def record_many(session: AsyncSession, new_events: Sequence[NewEvent]) -> 
         [{c: getattr(e, c) for c in _EVENT_COLUMNS} for e in events],
     )
     # One executemany per shape: the heads, and the heads plus people's activity.
-    table = table_of(Incident)
-    heads_only = update(table).where(table.c.id == bindparam("b_id"))
     for with_activity in (False, True):
         rows = [
             {
                 "b_id": incident_id,
                 "event_count": heads[incident_id][0],
                 "last_event_hash": heads[incident_id][1],
+                "updated_at": now,
                 **({"last_activity_at": active[incident_id]} if with_activity else {}),
             }
             for incident_id in ids
             if (incident_id in active) == with_activity
         ]
         if rows:
-            await session.execute(heads_only, rows)
+            await session.execute(_heads_update, rows)
+            _refresh_held(session, rows)
     await session.flush()
     return events
+
+
+_incidents = table_of(Incident)
+_heads_query = (
+    select(_incidents.c.id, _incidents.c.event_count, _incidents.c.last_event_hash)
+    .order_by(_incidents.c.id)
+    .with_for_update(key_share=True)
+)
+_heads_update = update(_incidents).where(_incidents.c.id == bindparam("b_id"))
+
+
+def _refresh_held(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Incidents this session holds get the columns just written (as the database now has
+    them), so callers present them without reading them back."""
+    identity_map = session.sync_session.identity_map
+    for row in rows:
+        incident = identity_map.get(identity_key(Incident, row["b_id"]))
+        if incident is None:
+            continue
+        for name, value in row.items():
+            if name != "b_id":
+                set_committed_value(incident, name, value)
 
 
 TIMELINE_ORDER = Order("timeline", Key(TimelineEvent.seq, "int"))

@@ -1,0 +1,92 @@
+"""Statement budgets of the hot paths: a create, a transition and the incident list each
+send a fixed number of SQL statements, whatever the data. A change that adds a round trip
+(a reload, a repeated visibility check, a per-row query) fails here; lower a budget when a
+statement goes away, never raise it without a reason."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from tests.conftest import MakeActor
+from tests.incidents.helpers import assign, create, report
+
+# PostgreSQL sends one more statement per write: the NOTIFY before the commit (app.signals).
+NOTIFY = {"sqlite": 0, "postgresql": 1}
+# Token lookup, minerals check, key counter, incident, its minerals, timeline event,
+# timeline head, outbox event, webhook subscriptions, duplicate hint.
+CREATE = 10
+# Token lookup, incident with its minerals and participants (3), action counts, the
+# versioned update, timeline head lock, timeline event, timeline head, outbox event,
+# webhook subscriptions, the people named.
+TRANSITION = 12
+# Token lookup, the page, minerals, participants, the people named: whatever the page holds.
+LIST = 5
+
+
+async def _fresh_token(client: httpx.AsyncClient, headers: dict[str, str]) -> None:
+    """Use the token once, so its last-used time is fresh and not written again."""
+    assert (await client.get("/api/v1/me", headers=headers)).status_code == 200
+
+
+async def test_a_create_sends_a_fixed_number_of_statements(
+    client: httpx.AsyncClient, make_actor: MakeActor, count_queries: Any, backend: str
+):
+    reporter = await make_actor("responder")
+    await create(client, reporter)  # a possible duplicate exists, so the hint finds one
+    await _fresh_token(client, reporter.headers)
+    counter = count_queries()
+    response = await client.post(
+        "/api/v1/incidents", json=report(minerals=["Ga", "Ge"]), headers=reporter.headers
+    )
+    assert response.status_code == 201, response.text
+    assert [d["key"] for d in response.json()["possible_duplicates"]] == ["RRG-0001"]
+    assert len(counter.queries) == CREATE + NOTIFY[backend], counter.queries
+
+
+async def test_a_transition_sends_a_fixed_number_of_statements(
+    client: httpx.AsyncClient, make_actor: MakeActor, count_queries: Any, backend: str
+):
+    reporter = await make_actor("responder")
+    lead = await make_actor("lead")
+    incident = await create(client, reporter, status="watch")
+    await _fresh_token(client, lead.headers)
+    counter = count_queries()
+    response = await client.post(
+        f"/api/v1/incidents/{incident['id']}/transitions",
+        json={"to": "reported"},
+        headers={**lead.headers, "If-Match": f'"{incident["version"]}"'},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "reported"
+    assert len(counter.queries) == TRANSITION + NOTIFY[backend], counter.queries
+
+
+async def test_the_incident_list_sends_the_same_statements_for_any_page(
+    client: httpx.AsyncClient, make_actor: MakeActor, count_queries: Any
+):
+    reporter = await make_actor("responder")
+    lead = await make_actor("lead")
+    meti = await make_actor("responder", "METI")
+    await _fresh_token(client, lead.headers)
+    counts = []
+    for batch in (1, 6):
+        for _ in range(batch):
+            incident = await create(client, reporter, minerals=["Ga", "Ge"])
+            assert (await assign(client, lead, incident, "METI", meti)).status_code == 200
+            added = await client.post(
+                f"/api/v1/incidents/{incident['id']}/participants",
+                json={"user_id": str(meti.id)},
+                headers=lead.headers,
+            )
+            assert added.status_code == 200, added.text
+        counter = count_queries()
+        page = await client.get("/api/v1/incidents", params={"limit": 50}, headers=lead.headers)
+        assert page.status_code == 200, page.text
+        items = page.json()["items"]
+        assert all(i["owners"]["METI"]["id"] == str(meti.id) for i in items)
+        assert all([p["id"] for p in i["participants"]] == [str(meti.id)] for i in items)
+        counts.append(len(counter.queries))
+    assert len(items) == 7
+    assert counts == [LIST, LIST], counts
