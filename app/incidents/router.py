@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Query, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from app.deps import (
     CurrentUser,
@@ -47,6 +50,7 @@ TRANSITION_REFUSED = problem_responses(
     {409: "The move is not allowed now; `unmet` lists every unmet guard"}
 )
 COMMENT_EVENT = "comment.created"
+M = TypeVar("M", bound=BaseModel)
 
 
 async def _out(
@@ -56,6 +60,33 @@ async def _out(
         response.headers["ETag"] = etag(incident.version)
     known = [principal.user] if principal is not None else []
     return (await present_incidents(session, [incident], known=known))[0]
+
+
+async def _once_on_incident(
+    idempotency: Idempotent,
+    session: Session,
+    response: Response,
+    principal: CurrentUser,
+    id_or_key: str,
+    *,
+    scope: str,
+    produce: Callable[[], Awaitable[M]],
+    incident_field: str = "id",
+    status: int = 201,
+) -> M | JSONResponse:
+    """An Idempotency-Key'd write on one incident: the key's scope is the incident (by id or
+    key alike), and a replay answers only while the caller can still see that incident."""
+    return await idempotency.respond(
+        session,
+        response,
+        scope=scope,
+        within=lambda reader: service.get_visible(reader, principal.user, id_or_key, details=False),
+        produce=produce,
+        recheck=lambda body: service.get_visible(
+            session, principal.user, body[incident_field], details=False
+        ),
+        status=status,
+    )
 
 
 @router.get("/incidents")
@@ -203,13 +234,14 @@ async def add_participant(
         incident = await service.add_participant(session, principal, incident, data.user_id)
         return await _out(session, incident)
 
-    return await idempotency.respond(  # type: ignore[return-value]
+    return await _once_on_incident(  # type: ignore[return-value]
+        idempotency,
         session,
         response,
+        principal,
+        id_or_key,
         scope="participants",
-        within=lambda reader: service.get_visible(reader, principal.user, id_or_key, details=False),
         produce=produce,
-        recheck=lambda body: service.get_visible(session, principal.user, body["id"]),
         status=200,
     )
 
@@ -241,13 +273,8 @@ async def sign_off_incident(
         await service.sign_off(session, principal, incident, data.note)
         return await _out(session, incident)
 
-    return await idempotency.respond(  # type: ignore[return-value]
-        session,
-        response,
-        scope="signoffs",
-        within=lambda reader: service.get_visible(reader, principal.user, id_or_key, details=False),
-        produce=produce,
-        recheck=lambda body: service.get_visible(session, principal.user, body["id"]),
+    return await _once_on_incident(  # type: ignore[return-value]
+        idempotency, session, response, principal, id_or_key, scope="signoffs", produce=produce
     )
 
 
@@ -308,13 +335,13 @@ async def add_comment(
         event: TimelineEvent = await service.add_comment(session, principal, incident, data.body)
         return event_out(event, {principal.user.id: user_ref(principal.user)})
 
-    return await idempotency.respond(  # type: ignore[return-value]
+    return await _once_on_incident(  # type: ignore[return-value]
+        idempotency,
         session,
         response,
+        principal,
+        id_or_key,
         scope="comments",
-        within=lambda reader: service.get_visible(reader, principal.user, id_or_key, details=False),
         produce=produce,
-        recheck=lambda body: service.get_visible(
-            session, principal.user, body["incident_id"], details=False
-        ),
+        incident_field="incident_id",
     )
