@@ -335,6 +335,7 @@ async def update_fields(
     incident.updated_at = clock.now()
     await session.flush()  # conditional on the version: a concurrent change makes this 412
     if "tlp" in after:
+        await _keep_in_sight_of(user, session, incident, "tlp")
         await _keep_assignees_in_sight(
             session, incident, lambda names: InvalidInput("tlp", _out_of_sight(names))
         )
@@ -473,6 +474,22 @@ async def _keep_assignees_in_sight(
         raise refusal(names)
 
 
+async def _keep_in_sight_of(
+    user: User, session: AsyncSession, incident: Incident, field: str
+) -> None:
+    """Refuse a change (already flushed, so the whole request rolls back) after which the
+    user making it could no longer see the incident: a 422 naming the field, not a 404."""
+    still = await session.scalar(
+        select(Incident.id).where(Incident.id == incident.id, visible_to(user))
+    )
+    if still is None:
+        raise InvalidInput(
+            field,
+            "you would no longer see the incident after this change: name yourself as a "
+            "participant first",
+        )
+
+
 async def _active_user(session: AsyncSession, user_id: uuid.UUID, field: str) -> User:
     user = await session.get(User, user_id)
     if user is None or not user.active:
@@ -524,6 +541,7 @@ async def assign_owner(
     incident.updated_at = clock.now()
     await session.flush()
     if previous is not None:
+        await _keep_in_sight_of(actor, session, incident, "user_id")
         await _keep_assignees_in_sight(
             session, incident, lambda names: Conflict(_out_of_sight(names))
         )
