@@ -121,6 +121,8 @@ SortKey = Literal[
     "-key",
     "severity",
     "-severity",
+    "priority",
+    "-priority",
 ]
 _SORT_KEYS: dict[str, tuple[Any, Kind]] = {
     "reported_at": (Incident.reported_at, "datetime"),
@@ -128,6 +130,7 @@ _SORT_KEYS: dict[str, tuple[Any, Kind]] = {
     "key": (Incident.number, "int"),
     # Unset severity sorts after SEV4.
     "severity": (func.coalesce(Incident.severity, "SEV9"), "str"),
+    "priority": (Incident.priority_score, "float"),
 }
 
 
