@@ -6,6 +6,7 @@ escalations) is announced through ``emit``/``emit_many``, in the transaction tha
 - the hash-chained timeline event is appended (``app.timeline``);
 - an outbox row is written for each webhook event type (SPEC §7) the change maps to
   (``WEBHOOK_TYPES``), for the dispatcher to deliver (``app.outbox``);
+- the priority of incidents whose score inputs changed is recomputed (``app.priority``);
 - the changed incidents are announced (``app.signals``): once the transaction commits,
   callbacks in this process run and other processes get a NOTIFY (never after a rollback).
 
@@ -29,6 +30,7 @@ from app import signals
 from app.incidents.models import Incident
 from app.outbox import service as outbox
 from app.outbox.service import NewOutboxEvent
+from app.priority.service import refresh_for_events
 from app.timeline import service as timeline
 from app.timeline.models import TimelineEvent
 from app.timeline.service import Actor, NewEvent
@@ -133,6 +135,7 @@ async def emit_many(session: AsyncSession, events: Sequence[Event]) -> list[Time
     held = {e.incident_id: e.incident for e in events if e.incident is not None}
     for at, rows in by_time.items():
         await outbox.emit_many(session, rows, at=at, held=held)
+    await refresh_for_events(session, ((e.incident_id, e.type, e.data) for e in events))
     signals.announce(
         session,
         incident_ids=(e.incident_id for e in events),

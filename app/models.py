@@ -16,7 +16,7 @@ from app.minerals.models import Mineral
 from app.ministries.models import Ministry
 from app.notifications.models import Notification
 from app.outbox.models import OutboxEvent
-from app.priority.models import PriorityWeights, PriorityWeightsChange
+from app.priority.models import PriorityRecomputeJob, PriorityWeights, PriorityWeightsChange
 from app.register.models import ConcernList, ConcernListChange, DependencyProfile
 from app.timeline.models import TimelineEvent
 from app.webhooks.models import Attempt, Delivery, Subscription
@@ -46,6 +46,7 @@ __all__ = [
     "Ministry",
     "Notification",
     "OutboxEvent",
+    "PriorityRecomputeJob",
     "PriorityWeights",
     "PriorityWeightsChange",
     "Subscription",

@@ -2,7 +2,8 @@
 ``RRG_SCHEDULER=off``) and by ``rrg worker``:
 
 - periodic jobs on APScheduler (in-memory job store: all durable state is in the database):
-  the escalation sweep, the purge of expired idempotency keys, webhook history retention;
+  the escalation sweep, the purge of expired idempotency keys, webhook history retention,
+  the queued priority recomputes and the time-based priority rescoring;
 - the webhook dispatcher, a long-running loop woken by commits (app.webhooks.dispatcher).
 
 Every job is safe to run in several processes at once: correctness comes from the database.
@@ -23,6 +24,7 @@ from app.config import Settings
 from app.db import Database
 from app.escalation.sweep import sweep
 from app.idempotency import purge_expired
+from app.priority.service import rescore_by_time, run_recompute_jobs
 from app.webhooks.dispatcher import Dispatcher
 from app.webhooks.service import purge_history
 
@@ -31,6 +33,11 @@ logger = logging.getLogger("rrg.worker")
 IDEMPOTENCY_PURGE_EVERY = 600.0
 RETENTION_EVERY = 3600.0
 RETENTION_BATCH = 5000
+# Queued recomputes (a weights change, a big import) start within seconds of the request.
+PRIORITY_JOBS_EVERY = 5.0
+# The time-to-effect component moves by 1/90 a day: hourly keeps a score within a few
+# hundredths of a point.
+PRIORITY_RESCORE_EVERY = 3600.0
 
 
 @dataclass(frozen=True)
@@ -70,6 +77,21 @@ async def purge_webhook_history(db: Database, keep: timedelta) -> None:
         logger.exception("purging old webhook deliveries failed")
 
 
+async def run_priority_jobs(db: Database) -> None:
+    try:
+        await run_recompute_jobs(db)
+    except Exception:
+        # Each batch commits on its own: the next run resumes where this one stopped.
+        logger.exception("queued priority recompute failed")
+
+
+async def rescore_priorities(db: Database) -> None:
+    try:
+        await rescore_by_time(db)
+    except Exception:
+        logger.exception("time-based priority rescoring failed")
+
+
 def periodic_jobs(settings: Settings, db: Database) -> list[Job]:
     return [
         Job("escalation-sweep", settings.sweep_interval_seconds, partial(run_sweep, db)),
@@ -79,6 +101,8 @@ def periodic_jobs(settings: Settings, db: Database) -> list[Job]:
             RETENTION_EVERY,
             partial(purge_webhook_history, db, timedelta(days=settings.webhook_retention_days)),
         ),
+        Job("priority-recompute", PRIORITY_JOBS_EVERY, partial(run_priority_jobs, db)),
+        Job("priority-rescore", PRIORITY_RESCORE_EVERY, partial(rescore_priorities, db)),
     ]
 
 

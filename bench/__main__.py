@@ -22,6 +22,7 @@ from bench import (
     driver_choice,
     escalation_sweep,
     incidents_list,
+    priority_list,
     request_cost,
     webhooks_fanout,
 )
@@ -35,6 +36,7 @@ BENCHMARKS = {
     "escalation_sweep": escalation_sweep.run,
     "actions_queue": actions_queue.run,
     "webhooks_fanout": webhooks_fanout.run,
+    "priority_list": priority_list.run,
 }
 
 

@@ -32,12 +32,14 @@ async def test_each_periodic_job_is_scheduled_once_and_never_overlaps(
 ):
     scheduler = build_scheduler(settings.model_copy(update={"sweep_interval_seconds": 12.5}), db)
     jobs = {job.id: job for job in scheduler.get_jobs()}
-    assert set(jobs) == {"escalation-sweep", "idempotency-purge", "webhook-retention"}
     intervals = {
         "escalation-sweep": timedelta(seconds=12.5),
         "idempotency-purge": timedelta(minutes=10),
         "webhook-retention": timedelta(hours=1),
+        "priority-recompute": timedelta(seconds=5),
+        "priority-rescore": timedelta(hours=1),
     }
+    assert set(jobs) == set(intervals)
     for name, job in jobs.items():
         assert job.max_instances == 1 and job.coalesce is True
         assert isinstance(job.trigger, IntervalTrigger)
@@ -94,7 +96,7 @@ async def test_the_app_lifespan_starts_and_stops_the_worker(
     async with app.router.lifespan_context(app):
         (worker,) = captured
         assert worker.scheduler.running
-        assert len(worker.scheduler.get_jobs()) == 3
+        assert len(worker.scheduler.get_jobs()) == len(worker_module.periodic_jobs(on, db))
         runner = worker.dispatcher._runner
         assert runner is not None and not runner.done()
     # APScheduler 3.11's AsyncIOScheduler.shutdown() runs on the loop's next turn.

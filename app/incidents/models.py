@@ -95,6 +95,9 @@ class Incident(IdMixin, TimestampMixin, Base):
     # 0 with no breakdown until first computed.
     priority_score: Mapped[float] = mapped_column(default=0.0, server_default="0")
     priority_breakdown: Mapped[dict[str, Any] | None] = mapped_column(JSONType, default=None)
+    # When it was last computed: the time-based rescoring finds the scores whose
+    # time-to-effect component can still move (app.priority.service.rescore_by_time).
+    priority_computed_at: Mapped[datetime | None] = mapped_column(default=None)
 
     mineral_links: Mapped[list[IncidentMineral]] = relationship(
         lazy="raise", cascade="all, delete-orphan", order_by="IncidentMineral.mineral_code"

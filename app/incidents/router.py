@@ -109,7 +109,14 @@ async def list_incidents(
     reported_before: Annotated[
         Timestamp | None, Query(description="Reported before this time")
     ] = None,
-    sort: SortKey = "-reported_at",
+    sort: Annotated[
+        SortKey,
+        Query(
+            description="Sort key, `-` for descending; ties broken by id in the same "
+            "direction. `-priority` lists the highest `priority_score` first (keyset-"
+            "paginated on the score's index, like every other order)"
+        ),
+    ] = "-reported_at",
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> Page[IncidentOut]:

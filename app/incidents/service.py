@@ -122,6 +122,8 @@ SortKey = Literal[
     "-key",
     "severity",
     "-severity",
+    "priority",
+    "-priority",
 ]
 _SORT_KEYS: dict[str, tuple[Any, Kind]] = {
     "reported_at": (Incident.reported_at, "datetime"),
@@ -129,6 +131,7 @@ _SORT_KEYS: dict[str, tuple[Any, Kind]] = {
     "key": (Incident.number, "int"),
     # Unset severity sorts after SEV4.
     "severity": (func.coalesce(Incident.severity, "SEV9"), "str"),
+    "priority": (Incident.priority_score, "float"),
 }
 
 
@@ -356,6 +359,7 @@ async def update_fields(
     incident.updated_at = clock.now()
     await session.flush()  # conditional on the version: a concurrent change makes this 412
     if "tlp" in after:
+        await _keep_in_sight_of(user, session, incident, "tlp")
         await _keep_assignees_in_sight(
             session, incident, lambda names: InvalidInput("tlp", _out_of_sight(names))
         )
@@ -498,6 +502,22 @@ async def _keep_assignees_in_sight(
         raise refusal(names)
 
 
+async def _keep_in_sight_of(
+    user: User, session: AsyncSession, incident: Incident, field: str
+) -> None:
+    """Refuse a change (already flushed, so the whole request rolls back) after which the
+    user making it could no longer see the incident: a 422 naming the field, not a 404."""
+    still = await session.scalar(
+        select(Incident.id).where(Incident.id == incident.id, visible_to(user))
+    )
+    if still is None:
+        raise InvalidInput(
+            field,
+            "you would no longer see the incident after this change: name yourself as a "
+            "participant first",
+        )
+
+
 async def _active_user(session: AsyncSession, user_id: uuid.UUID, field: str) -> User:
     user = await session.get(User, user_id)
     if user is None or not user.active:
@@ -549,6 +569,7 @@ async def assign_owner(
     incident.updated_at = clock.now()
     await session.flush()
     if previous is not None:
+        await _keep_in_sight_of(actor, session, incident, "user_id")
         await _keep_assignees_in_sight(
             session, incident, lambda names: Conflict(_out_of_sight(names))
         )

@@ -8,7 +8,8 @@ sent as base64url JSON.
 
 Decoding checks the tag, the length and every value against its key's declared kind, so a
 forged or mangled cursor is a 422 naming ``cursor`` and never reaches the database as a value
-it cannot take (a naive time, a 65-bit integer, a NUL in a string, a time beyond year 9999).
+it cannot take (a naive time, a 65-bit integer, an infinite number, a NUL in a string, a time
+beyond year 9999).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import re
 import uuid
 from collections.abc import Sequence
@@ -30,7 +32,7 @@ from sqlalchemy.orm import QueryableAttribute
 
 from app.errors import InvalidInput
 
-Kind = Literal["datetime", "uuid", "int", "str", "bool"]
+Kind = Literal["datetime", "uuid", "int", "float", "str", "bool"]
 
 MAX_LIMIT = 200
 # Long enough for any cursor this module writes (a few keys of bounded size).
@@ -91,6 +93,11 @@ class Key:
             if type(value) is not int or value not in _INT64:
                 _refuse(f"{where} must be a 64-bit integer")
             return value
+        if self.kind == "float":
+            # JSON reads 1e999 as infinity; no column holds one.
+            if type(value) not in (int, float) or not math.isfinite(value):
+                _refuse(f"{where} must be a finite number")
+            return float(value)
         if type(value) is not str:
             _refuse(f"{where} must be a string")
         if self.kind == "str":
@@ -109,7 +116,7 @@ class Key:
         return _aware_time(where, value)
 
     def encode(self, value: Any) -> Any:
-        if value is None or self.kind in ("bool", "int", "str"):
+        if value is None or self.kind in ("bool", "int", "float", "str"):
             return value
         if self.kind == "uuid":
             return str(value)

@@ -2,9 +2,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Response
 
 from app.deps import AdminUser, CurrentUser, Session
+from app.idempotency import Idempotent
 from app.kit.pagination import Cursor, Limit
 from app.ministries import service
 from app.ministries.schemas import CODE_PATTERN, MinistryCreate, MinistryOut, MinistryUpdate
@@ -30,11 +31,25 @@ async def get_ministry(code: MinistryCode, session: Session, _: CurrentUser) -> 
 
 @router.post("/ministries", status_code=201)
 async def create_ministry(
-    data: MinistryCreate, session: Session, principal: AdminUser
+    data: MinistryCreate,
+    session: Session,
+    principal: AdminUser,
+    response: Response,
+    idempotency: Idempotent,
 ) -> MinistryOut:
     """Add a partner organisation (admins of DOE and METI)."""
-    ministry = await service.create_partner(session, data, by=principal.user)
-    return MinistryOut.model_validate(ministry)
+
+    async def produce() -> MinistryOut:
+        ministry = await service.create_partner(session, data, by=principal.user)
+        return MinistryOut.model_validate(ministry)
+
+    return await idempotency.respond(  # type: ignore[return-value]
+        session,
+        response,
+        scope="ministries",
+        produce=produce,
+        recheck=lambda body: service.get(session, body["code"]),  # every user sees ministries
+    )
 
 
 @router.patch("/ministries/{code}")

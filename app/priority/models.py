@@ -36,3 +36,18 @@ class PriorityWeightsChange(IdMixin, Base):
     changed_by_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
     before: Mapped[dict[str, Any]] = mapped_column(JSONType)
     after: Mapped[dict[str, Any]] = mapped_column(JSONType)
+
+
+class PriorityRecomputeJob(IdMixin, Base):
+    """A recompute too big for the request that caused it (a weights change, a profile
+    import): the worker works through the open incidents (on ``minerals``; null: all) in id
+    order, one batch per transaction, ``after_id`` recording how far it got."""
+
+    __tablename__ = "priority_recompute_jobs"
+
+    reason: Mapped[str] = mapped_column(String(64))
+    minerals: Mapped[list[str] | None] = mapped_column(JSONType, default=None)
+    requested_at: Mapped[datetime]
+    after_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
+    recomputed: Mapped[int] = mapped_column(default=0)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None, index=True)

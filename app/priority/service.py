@@ -1,33 +1,68 @@
 """Priority weights (admins of a co-lead ministry; every change recorded) and the
-set-based recompute that stores each incident's score and breakdown."""
+set-based recompute that stores each incident's score and breakdown.
+
+When a recompute runs:
+- an incident's own write paths: ``refresh_for_events``, called by ``app.events.emit_many``
+  in the writing transaction, recomputes the incidents whose inputs an event changed
+  (``PRIORITY_FIELDS``) and nothing else;
+- a profile, a concern list or the weights: ``recompute_open`` recomputes the open
+  incidents they move in the request when there are at most ``INLINE_LIMIT``, and otherwise
+  queues a ``PriorityRecomputeJob`` that the worker works through in batches
+  (``run_recompute_jobs``), so the request returns at once;
+- time: the worker's ``rescore_by_time`` recomputes the scores whose time-to-effect
+  component can still move.
+"""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections import defaultdict
 from collections.abc import Collection, Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import ColumnElement, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app import clock
 from app.auth.models import User
 from app.auth.service import Principal
-from app.db import table_of
+from app.db import Database, table_of
 from app.deps import check_preconditions
 from app.errors import Forbidden, InvalidInput
 from app.incidents.models import Incident, IncidentMineral
 from app.incidents.states import OPEN_STATUSES
 from app.kit.pagination import Key, Order, paginate
-from app.priority.models import WEIGHTS_NAME, PriorityWeights, PriorityWeightsChange
-from app.priority.score import COMPONENTS, Weights, inputs_for, priority
+from app.priority.models import (
+    WEIGHTS_NAME,
+    PriorityRecomputeJob,
+    PriorityWeights,
+    PriorityWeightsChange,
+)
+from app.priority.score import COMPONENTS, EFFECT_HORIZON_DAYS, Weights, inputs_for, priority
 from app.register.queries import concern_by_country, current_profiles
+
+logger = logging.getLogger("rrg.priority")
 
 # Incidents read and written per round trip (well under every driver's parameter limit).
 CHUNK = 1000
+# The most open incidents a request recomputes itself; beyond, the worker does (in batches
+# of CHUNK, one transaction each) and the request only queues the work.
+INLINE_LIMIT = 500
+# The incident fields the score reads (app.priority.score.inputs_for), as the timeline's
+# incident.updated events name them.
+PRIORITY_FIELDS = frozenset(
+    {
+        "severity",
+        "supply_share_affected_pct",
+        "days_of_cover",
+        "affected_sectors",
+        "effective_at",
+        "minerals",
+    }
+)
 
 
 def may_set_weights(user: User) -> bool:
@@ -83,7 +118,7 @@ async def set_weights(
         )
     )
     await session.flush()
-    return row, await recompute_open(session)
+    return row, await recompute_open(session, reason="weights")
 
 
 CHANGES_ORDER = Order("weight_changes", Key(PriorityWeightsChange.version, "int", descending=True))
@@ -98,13 +133,11 @@ async def weight_changes(
     )
 
 
-async def open_incident_ids(
-    session: AsyncSession, minerals: Collection[str] | None = None
-) -> list[uuid.UUID]:
-    """Open incidents (on any of these minerals; None: all), in id order."""
-    query = select(Incident.id).where(Incident.status.in_(OPEN_STATUSES))
+def _open_on(minerals: Collection[str] | None) -> list[ColumnElement[bool]]:
+    """Open incidents (on any of these minerals; None: all)."""
+    where: list[ColumnElement[bool]] = [Incident.status.in_(OPEN_STATUSES)]
     if minerals is not None:
-        query = query.where(
+        where.append(
             select(IncidentMineral.incident_id)
             .where(
                 IncidentMineral.incident_id == Incident.id,
@@ -112,12 +145,119 @@ async def open_incident_ids(
             )
             .exists()
         )
-    return list((await session.scalars(query.order_by(Incident.id))).all())
+    return where
 
 
-async def recompute_open(session: AsyncSession, minerals: Collection[str] | None = None) -> int:
-    """Recompute the open incidents (on these minerals; None: all); returns how many."""
-    return await recompute_priority(session, await open_incident_ids(session, minerals))
+async def open_incident_ids(
+    session: AsyncSession,
+    minerals: Collection[str] | None = None,
+    *,
+    after: uuid.UUID | None = None,
+    limit: int | None = None,
+) -> list[uuid.UUID]:
+    """Open incidents (on any of these minerals; None: all), in id order, after ``after``."""
+    query = select(Incident.id).where(*_open_on(minerals))
+    if after is not None:
+        query = query.where(Incident.id > after)
+    return list((await session.scalars(query.order_by(Incident.id).limit(limit))).all())
+
+
+async def recompute_open(
+    session: AsyncSession, minerals: Collection[str] | None = None, *, reason: str = "register"
+) -> int:
+    """Recompute the open incidents (on these minerals; None: all), here when they are few,
+    else by queueing a job for the worker; returns how many are recomputed or queued."""
+    ids = await open_incident_ids(session, minerals, limit=INLINE_LIMIT + 1)
+    if len(ids) <= INLINE_LIMIT:
+        return await recompute_priority(session, ids)
+    session.add(
+        PriorityRecomputeJob(
+            reason=reason,
+            minerals=sorted(set(minerals)) if minerals is not None else None,
+            requested_at=clock.now(),
+            recomputed=0,
+        )
+    )
+    counted = await session.scalar(
+        select(func.count()).select_from(Incident).where(*_open_on(minerals))
+    )
+    return int(counted or 0)
+
+
+async def refresh_for_events(
+    session: AsyncSession, events: Iterable[tuple[uuid.UUID, str, dict[str, Any]]]
+) -> None:
+    """Recompute, in the writing transaction, the incidents whose priority inputs these
+    domain events (incident id, type, data) changed: a new incident, or an edit of a field
+    the score reads. Every other event costs nothing."""
+    changed = [
+        incident_id
+        for incident_id, type_, data in events
+        if type_ == "incident.created"
+        or (type_ == "incident.updated" and not PRIORITY_FIELDS.isdisjoint(data.get("after", ())))
+    ]
+    if changed:
+        await recompute_priority(session, changed)
+
+
+async def run_recompute_jobs(db: Database, *, batch: int = CHUNK) -> int:
+    """Work through the queued recompute jobs, oldest first, one batch of incidents per
+    transaction (a job row locked while its batch runs, so several workers share the
+    queue); returns how many incidents were recomputed."""
+    total = 0
+    while True:
+        async with db.unit_of_work() as session:
+            job = await session.scalar(
+                select(PriorityRecomputeJob)
+                .where(PriorityRecomputeJob.finished_at.is_(None))
+                .order_by(PriorityRecomputeJob.requested_at, PriorityRecomputeJob.id)
+                .limit(1)
+                .with_for_update(skip_locked=True)
+            )
+            if job is None:
+                return total
+            ids = await open_incident_ids(session, job.minerals, after=job.after_id, limit=batch)
+            done = await recompute_priority(session, ids)
+            total += done
+            job.recomputed += done
+            if len(ids) < batch:
+                job.finished_at = clock.now()
+                logger.info(
+                    "priority recompute (%s) finished: %d incidents", job.reason, job.recomputed
+                )
+            else:
+                job.after_id = ids[-1]
+
+
+async def rescore_by_time(db: Database, *, batch: int = CHUNK) -> int:
+    """Recompute the open incidents whose time-to-effect component can still move: those
+    taking effect within the horizon, and those that took effect since last computed (once
+    past, the component stays at its maximum). One batch per transaction; returns how many."""
+    total = 0
+    after: uuid.UUID | None = None
+    while True:
+        now = clock.now()
+        async with db.unit_of_work() as session:
+            query = (
+                select(Incident.id)
+                .where(
+                    Incident.status.in_(OPEN_STATUSES),
+                    Incident.effective_at < now + timedelta(days=EFFECT_HORIZON_DAYS),
+                    or_(
+                        Incident.priority_computed_at.is_(None),
+                        Incident.priority_computed_at < Incident.effective_at,
+                    ),
+                )
+                .order_by(Incident.id)
+                .limit(batch)
+            )
+            if after is not None:
+                query = query.where(Incident.id > after)
+            ids = list((await session.scalars(query)).all())
+            total += await recompute_priority(session, ids, now=now)
+        if len(ids) < batch:
+            return total
+        after = ids[-1]
 
 
 async def recompute_priority(
@@ -144,6 +284,7 @@ async def recompute_priority(
         .values(
             priority_score=bindparam("b_score", type_=incidents.c.priority_score.type),
             priority_breakdown=bindparam("b_breakdown", type_=incidents.c.priority_breakdown.type),
+            priority_computed_at=now,
             updated_at=incidents.c.updated_at,  # not an edit: leave the column's onupdate out
         )
     )
@@ -191,11 +332,13 @@ async def recompute_priority(
         params.sort(key=lambda p: p["b_id"])
         if params:
             await session.execute(statement, params)
-            _sync_loaded(session, params)
+            _sync_loaded(session, params, now)
     return len(ids)
 
 
-def _sync_loaded(session: AsyncSession, params: list[dict[str, Any]]) -> None:
+def _sync_loaded(
+    session: AsyncSession, params: list[dict[str, Any]], computed_at: datetime
+) -> None:
     """Incidents already in the session get the stored values too (without becoming
     dirty: the database has them)."""
     stored = {p["b_id"]: p for p in params}
@@ -203,3 +346,4 @@ def _sync_loaded(session: AsyncSession, params: list[dict[str, Any]]) -> None:
         if isinstance(loaded, Incident) and (p := stored.get(loaded.id)) is not None:
             set_committed_value(loaded, "priority_score", p["b_score"])
             set_committed_value(loaded, "priority_breakdown", p["b_breakdown"])
+            set_committed_value(loaded, "priority_computed_at", computed_at)

@@ -9,6 +9,8 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from app.auth.service import Principal
 from app.deps import IfMatchRequired, Session, etag, require_role, required_version
+from app.errors import Conflict
+from app.idempotency import Idempotent
 from app.kit.pagination import Cursor, Limit
 from app.kit.types import Timestamp
 from app.schemas import Page
@@ -109,13 +111,37 @@ async def create_webhook_subscription(
     box: Box,
     egress: Egress,
     response: Response,
+    idempotency: Idempotent,
 ) -> SubscriptionCreated:
-    """Subscribe a URL to events. The signing secret is in this response only."""
-    subscription, code, secret = await service.create_subscription(
-        session, principal, data, box, egress
+    """Subscribe a URL to events. The signing secret is in this response only (and in
+    its replay under the same `Idempotency-Key`, to the same caller, for 24 hours)."""
+
+    async def produce() -> SubscriptionCreated:
+        subscription, code, secret = await service.create_subscription(
+            session, principal, data, box, egress
+        )
+        out = subscription_out(subscription, code)
+        return SubscriptionCreated(**out.model_dump(), secret=secret)
+
+    async def still_current(body: dict[str, Any]) -> None:
+        """A replay shows the secret again only while the caller manages the subscription
+        and the secret is still the one signing (not since rotated)."""
+        subscription, _ = await service.get_subscription(
+            session, principal.user, uuid.UUID(body["id"])
+        )
+        if box.open(subscription.secret_ciphertext, subscription.id) != body.get("secret"):
+            raise Conflict(
+                "The secret of the first response has since been rotated; it is not shown again"
+            )
+
+    return await idempotency.respond(  # type: ignore[return-value]
+        session,
+        response,
+        scope="webhook-subscriptions",
+        produce=produce,
+        recheck=still_current,
+        sealed=("secret",),
     )
-    response.headers["ETag"] = etag(subscription.version)
-    return SubscriptionCreated(**subscription_out(subscription, code).model_dump(), secret=secret)
 
 
 @router.get("/subscriptions/{subscription_id}", responses=NOT_FOUND)

@@ -561,3 +561,45 @@ async def test_a_responders_red_report_can_be_brought_to_triage(
         ),
         404,
     )
+
+
+async def test_a_change_that_would_hide_the_incident_from_its_maker_is_422_and_changes_nothing(
+    client: httpx.AsyncClient, make_actor: MakeActor
+):
+    reporter, lead = await make_actor("responder", "DOE"), await make_actor("lead", "METI")
+    incident = await create(client, reporter, tlp="AMBER")
+    url = f"/api/v1/incidents/{incident['id']}"
+    before = await client.get(url, headers=lead.headers)
+    assert before.status_code == 200, before.text
+    timeline = (await client.get(f"{url}/timeline", headers=lead.headers)).json()["items"]
+
+    # Not named on it, the lead would lose sight of it on RED: refused with the field.
+    red = await client.patch(
+        url, json={"tlp": "RED"}, headers={**lead.headers, "If-Match": before.headers["etag"]}
+    )
+    problem = assert_problem(red, 422)
+    assert problem["errors"][0]["field"] == "tlp"
+    assert "no longer see" in problem["errors"][0]["reason"]
+    after = await client.get(url, headers=lead.headers)
+    assert after.json()["tlp"] == "AMBER" and after.headers["etag"] == before.headers["etag"]
+    assert (await client.get(f"{url}/timeline", headers=lead.headers)).json()["items"] == timeline
+
+    # Once named (here as the METI owner), the same change goes through.
+    assert (await assign(client, lead, incident, "METI", lead)).status_code == 200
+    current = await client.get(url, headers=lead.headers)
+    red = await client.patch(
+        url, json={"tlp": "RED"}, headers={**lead.headers, "If-Match": current.headers["etag"]}
+    )
+    assert red.status_code == 200 and red.json()["tlp"] == "RED", red.text
+
+    # An owner who hands the RED incident to someone else would lose sight of it too.
+    other = await make_actor("responder", "METI")
+    added = await client.post(
+        f"{url}/participants", json={"user_id": str(other.id)}, headers=lead.headers
+    )
+    assert added.status_code == 200, added.text
+    handed = await assign(client, lead, incident, "METI", other)
+    assert assert_problem(handed, 422)["errors"][0]["field"] == "user_id"
+    assert (await client.get(url, headers=lead.headers)).json()["owners"]["METI"]["id"] == str(
+        lead.id
+    )

@@ -236,3 +236,25 @@ async def test_rrg_ministries_create_adds_a_partner(
     codes = {m["code"]: m for m in await every_ministry(client, viewer, 50)}
     assert set(codes) == {"DOE", "METI", "JOGMEC"}
     assert codes["JOGMEC"]["kind"] == "partner" and codes["JOGMEC"]["name_ja"] == JOGMEC["name_ja"]
+
+
+async def test_a_partner_is_added_once_per_idempotency_key(
+    client: httpx.AsyncClient, make_actor: MakeActor
+):
+    admin = await make_actor("admin", "METI")
+    keyed = {**admin.headers, "Idempotency-Key": "add-jogmec"}
+    first = await client.post(MINISTRIES, json=JOGMEC, headers=keyed)
+    again = await client.post(MINISTRIES, json=JOGMEC, headers=keyed)
+    assert first.status_code == 201, first.text
+    assert "idempotent-replayed" not in first.headers
+    assert again.headers.get("idempotent-replayed") == "true", again.text
+    assert (again.status_code, again.json()) == (201, first.json())
+    codes = [m["code"] for m in await every_ministry(client, admin, 50)]
+    assert codes.count("JOGMEC") == 1
+
+    # The same key with another body is refused, and adds nothing.
+    other = await client.post(MINISTRIES, json={**JOGMEC, "code": "JOIN"}, headers=keyed)
+    assert assert_problem(other, 422)["errors"][0]["field"] == "Idempotency-Key"
+    assert "JOIN" not in [m["code"] for m in await every_ministry(client, admin, 50)]
+    # Without a key, a second add of the same code is the usual conflict.
+    assert_problem(await client.post(MINISTRIES, json=JOGMEC, headers=admin.headers), 409)

@@ -35,7 +35,9 @@ async def test_a_profile_change_recomputes_the_open_incidents_on_its_mineral(
     reporter, lead = await make_actor("responder", "DOE"), await make_actor("lead", "DOE")
     ga = await create(client, reporter, days_of_cover={}, severity="SEV2")
     li = await create(client, reporter, minerals=["Li"], days_of_cover={})
-    assert (ga["priority_score"], ga["priority_breakdown"]) == (0, None)  # not computed yet
+    # Scored when reported; no profile yet, so no days of cover.
+    assert _components(ga)["days_of_cover"]["input"] is None
+    li_scored = li["priority_breakdown"]
 
     await set_profile(client, lead, "Ga", "US", days_of_cover=18)
     after = await _incident(client, lead, ga)
@@ -52,7 +54,7 @@ async def test_a_profile_change_recomputes_the_open_incidents_on_its_mineral(
     # Not an edit of the incident: same version and ETag, same updated_at.
     assert (after["version"], after["updated_at"]) == (ga["version"], ga["updated_at"])
     # The lithium incident is on another mineral: untouched.
-    assert (await _incident(client, lead, li))["priority_breakdown"] is None
+    assert (await _incident(client, lead, li))["priority_breakdown"] == li_scored
 
     # A CSV import recomputes too, and a lower cover raises the score.
     response = await post_csv(client, lead, csv_file(csv_row("Ga", days="2", as_of="2026-11-01")))

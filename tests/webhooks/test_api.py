@@ -94,6 +94,41 @@ async def test_a_lead_creates_reads_changes_and_deletes_a_subscription(
     assert await count(db, Subscription) == 0
 
 
+async def test_a_subscription_is_created_once_per_key_and_its_secret_stays_sealed(
+    app, client: httpx.AsyncClient, db: Database, make_actor: MakeActor
+):
+    from app.idempotency import IdempotencyKey
+
+    lead = await make_actor("lead", "DOE")
+    keyed = {**lead.headers, "Idempotency-Key": "subscribe-1"}
+    body = {"url": URL, "event_types": ["incident.reported"]}
+    first = await client.post(SUBS, json=body, headers=keyed)
+    again = await client.post(SUBS, json=body, headers=keyed)
+    assert first.status_code == 201, first.text
+    assert again.headers.get("idempotent-replayed") == "true", again.text
+    assert (again.status_code, again.json()) == (201, first.json())
+    assert again.headers["etag"] == first.headers["etag"] == '"1"'
+    assert await count(db, Subscription) == 1
+    # The replay's copy of the secret is stored sealed, never in clear.
+    secret = first.json()["secret"]
+    async with db.unit_of_work(readonly=True) as session:
+        stored = (await session.scalars(select(IdempotencyKey))).one()
+    assert secret not in str(stored.response_body)
+    assert stored.response_body["secret"].startswith("sealed:")
+
+    # Once rotated, the first secret no longer signs alone: a replay does not show it.
+    url = f"{SUBS}/{first.json()['id']}"
+    rotated = await client.post(f"{url}/rotate-secret", headers=lead.headers)
+    assert rotated.status_code == 200, rotated.text
+    replay = await client.post(SUBS, json=body, headers=keyed)
+    assert "rotated" in assert_problem(replay, 409)["detail"]
+    assert secret not in replay.text and rotated.json()["secret"] not in replay.text
+    # Deleted: the replay is a 404, and creates nothing.
+    assert (await client.delete(url, headers=lead.headers)).status_code == 204
+    assert_problem(await client.post(SUBS, json=body, headers=keyed), 404)
+    assert await count(db, Subscription) == 0
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
