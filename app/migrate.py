@@ -12,6 +12,10 @@ from sqlalchemy.engine import Connection
 
 import app as app_package
 
+# The PostgreSQL advisory lock every `rrg migrate` holds while it upgrades (a fixed 64-bit
+# key: "rrg" and "migr" in ASCII).
+MIGRATION_LOCK_ID = 0x727267_6D696772
+
 
 def migrations_dir() -> Path:
     bundled = Path(app_package.__file__).parent / "_migrations"
