@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import json
+import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator
@@ -118,6 +119,8 @@ def serve(
                 "Run `rrg migrate` first."
             )
     host, port = host or settings.host, port or settings.port
+    # /readyz reads the migration state on every probe; Alembic would announce each read.
+    logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
     app = create_app(settings)
     # What is alive at start-up (modules, the app) lives for the whole process: move it out
     # of the collector's way and collect young objects less often (list pages allocate a lot).
