@@ -106,14 +106,14 @@ def serve(
     import uvicorn
 
     from app.main import create_app
-    from app.migrate import head_revision
+    from app.migrate import head_revision, is_behind
 
     settings = get_settings()
     if settings.is_sqlite:
         migrate_database(settings)  # an embedded database is ours to migrate
     else:
         current, head = database_revision(settings), head_revision()
-        if current != head:
+        if is_behind(current, head):
             raise _fail(
                 f"The database is at migration {current}, this version needs {head}. "
                 "Run `rrg migrate` first."

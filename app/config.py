@@ -74,6 +74,12 @@ class Settings(BaseSettings):
             _check_allowlist_entry(entry)
         return entries
 
+    @field_validator("metrics_token", "webhook_keys", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        # An orchestrator that passes every variable passes the unused ones empty.
+        return None if value == "" else value
+
     @model_validator(mode="after")
     def _production_needs_a_real_secret(self) -> Settings:
         secret = self.secret_key.get_secret_value()

@@ -56,5 +56,19 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config("")).get_current_head()
 
 
+def is_behind(current: str | None, head: str | None) -> bool:
+    """Whether a database at ``current`` lacks migrations this code needs. A revision this
+    code does not know is a newer release's: during a rolling upgrade the schema is migrated
+    first, and the replicas still on the previous release keep serving it."""
+    if current is None:
+        return True
+    script = ScriptDirectory.from_config(alembic_config(""))
+    try:
+        known = script.get_revision(current)
+    except Exception:
+        return False
+    return known is None or current != head
+
+
 def current_revision(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from app.config import Settings
 from app.db import Database
 from app.main import create_app
+from app.migrate import head_revision
 from tests.conftest import MakeActor, assert_problem
 from tests.ops.helpers import TcpProxy
 from tests.webhooks.helpers import incident
@@ -55,3 +57,25 @@ async def test_readyz_is_503_while_the_database_is_unreachable_and_200_after(
     finally:
         await proxy.cut()
         await through.dispose()
+
+
+async def test_readyz_refuses_a_schema_behind_the_code_but_not_one_ahead(
+    client: httpx.AsyncClient, db: Database
+):
+    head = head_revision()
+
+    async def stamp(revision: str) -> None:
+        async with db.engine.begin() as conn:
+            await conn.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": revision})
+
+    try:
+        await stamp("cea00e19ebcc")  # an older revision this code knows: behind
+        body = assert_problem(await client.get("/readyz"), 503)
+        assert "rrg migrate" in body["detail"] and head in body["detail"]
+        # A revision this code does not know is a newer release's (migrated first during a
+        # rolling upgrade): the replicas still on this release keep serving.
+        await stamp("0a1b2c3d4e5f")
+        assert (await client.get("/readyz")).status_code == 200
+    finally:
+        await stamp(head)
+    assert (await client.get("/readyz")).json()["migration"] == head
