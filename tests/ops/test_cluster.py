@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select, text, update
 
 from app.config import Settings
@@ -32,7 +33,7 @@ from app.outbox.models import OutboxEvent
 from app.timeline import service as timeline
 from app.timeline.models import TimelineEvent
 from app.webhooks.models import Delivery, webhook_id
-from deploy.cluster import Cluster
+from deploy.cluster import DEV_ENV, Cluster
 from tests.conftest import TEST_AUDIT_KEY, Actor, MakeActor
 from tests.escalation.helpers import consistent_trail, make_team
 from tests.escalation.test_replicas import N_INCIDENTS, TOTAL, Seeded, seed_overdue
@@ -188,6 +189,36 @@ def seeded_at() -> datetime:
     return datetime.now(UTC).replace(microsecond=0) - timedelta(days=3)
 
 
+METRICS_AUTH = {"Authorization": f"Bearer {DEV_ENV['RRG_METRICS_TOKEN']}"}
+EXCERPT = (
+    "rrg_escalations_total",
+    "rrg_webhook_deliveries_total",
+    "rrg_webhook_dispatch_lag_seconds_count",
+    "rrg_webhook_dispatch_lag_seconds_sum",
+    "rrg_outbox_",
+    "rrg_webhook_dispatcher_lag_seconds",
+    "rrg_sweep_duration_seconds_count",
+    "rrg_sweep_duration_seconds_sum",
+    "rrg_db_pool_connections",
+    'rrg_http_request_duration_seconds_count{method="POST",route="/api/v1/incidents"',
+    'rrg_http_request_duration_seconds_bucket{le="0.1",method="POST",route="/api/v1/incidents"',
+)
+scraped_text: dict[str, str] = {}
+
+
+async def scrape(base: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    async with httpx.AsyncClient(timeout=10) as client:
+        response = await client.get(base + "/metrics", headers=METRICS_AUTH)
+    assert response.status_code == 200, response.text
+    port = base.rsplit(":", 1)[1]
+    scraped_text[port] = response.text
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
 def received_ids(receiver: Receiver) -> Counter[str]:
     return Counter(r.msg_id for r in receiver.at(HOOK))
 
@@ -225,6 +256,21 @@ async def test_three_replicas_and_a_worker_escalate_each_level_once_and_send_eac
 
     await until(settled, 240, "every escalation made and every delivery received")
     elapsed = time.monotonic() - started
+    # Each process counts what it did: summed over the targets, the metrics agree with the
+    # database (what Prometheus would show with sum()).
+    scraped = {m.name: await scrape(m.base) for m in cluster.members}
+    escalated = sum(
+        v
+        for samples in scraped.values()
+        for (name, _), v in samples.items()
+        if name == "rrg_escalations_total"
+    )
+    delivered = sum(
+        v
+        for samples in scraped.values()
+        for (name, labels), v in samples.items()
+        if name == "rrg_webhook_deliveries_total" and ("result", "delivered") in labels
+    )
     codes = await cluster.stop()
     assert all(code in (0, -15) for code in codes.values()), codes
 
@@ -239,6 +285,12 @@ async def test_three_replicas_and_a_worker_escalate_each_level_once_and_send_eac
     assert set(received) == await delivery_ids(db)
     assert max(received.values()) == 1  # each delivery sent once
     await chains_intact(db)
+    assert escalated == TOTAL and delivered == final["deliveries"]
+    print(f"\n/metrics of {cluster.members[0].name} and worker-1 at the end of the load:")
+    for member in (cluster.members[0], cluster.member("worker-1")):
+        for line in scraped_text[str(member.port)].splitlines():
+            if line.startswith(EXCERPT):
+                print(f"  {member.name}: {line}")
     print(
         f"\nR3: 3 replicas + 1 worker: {final['escalations']} escalations, "
         f"{final['deliveries']} deliveries each received once, {len(keys)} creates, "
