@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 from alembic import command
@@ -62,12 +63,14 @@ def is_behind(current: str | None, head: str | None) -> bool:
     first, and the replicas still on the previous release keep serving it."""
     if current is None:
         return True
+    return current in known_revisions() and current != head
+
+
+@lru_cache(maxsize=1)
+def known_revisions() -> frozenset[str]:
+    """Every revision this code's migrations define (read once: /readyz asks often)."""
     script = ScriptDirectory.from_config(alembic_config(""))
-    try:
-        known = script.get_revision(current)
-    except Exception:
-        return False
-    return known is None or current != head
+    return frozenset(r.revision for r in script.walk_revisions())
 
 
 def current_revision(connection: Connection) -> str | None:
