@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint bench openapi clean
+.PHONY: run test soak cluster lint bench openapi clean
 
 # Re-install whenever pyproject.toml changes; the stamp file records the last install.
 $(VENV)/.installed: pyproject.toml
@@ -27,6 +27,18 @@ lint: $(VENV)/.installed
 
 test: lint
 	$(BIN)/pytest
+
+# The reliability suite (tests marked soak) on real replicas and workers; PostgreSQL only.
+SOAK_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/rrg_soak
+soak: $(VENV)/.installed
+	$(BIN)/python -c "import asyncio, deploy.cluster as c; asyncio.run(c.ensure_database('$(SOAK_POSTGRES_URL)'))"
+	RRG_TEST_POSTGRES_URL=$(SOAK_POSTGRES_URL) RRG_REQUIRE_POSTGRES=1 \
+		$(BIN)/pytest -p no:cacheprovider -m soak -s -q tests/ops/test_cluster.py
+
+# Replicas and workers on loopback against the local PostgreSQL (deploy/README.md).
+CLUSTER_ARGS ?=
+cluster: $(VENV)/.installed
+	$(BIN)/python -m deploy.cluster $(CLUSTER_ARGS)
 
 bench: $(VENV)/.installed
 	$(BIN)/python -m bench

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
+import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -104,19 +106,21 @@ def serve(
     import uvicorn
 
     from app.main import create_app
-    from app.migrate import head_revision
+    from app.migrate import head_revision, is_behind
 
     settings = get_settings()
     if settings.is_sqlite:
         migrate_database(settings)  # an embedded database is ours to migrate
     else:
         current, head = database_revision(settings), head_revision()
-        if current != head:
+        if is_behind(current, head):
             raise _fail(
                 f"The database is at migration {current}, this version needs {head}. "
                 "Run `rrg migrate` first."
             )
     host, port = host or settings.host, port or settings.port
+    # /readyz reads the migration state on every probe; Alembic would announce each read.
+    logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
     app = create_app(settings)
     # What is alive at start-up (modules, the app) lives for the whole process: move it out
     # of the collector's way and collect young objects less often (list pages allocate a lot).
@@ -124,7 +128,17 @@ def serve(
     gc.freeze()
     gc.set_threshold(10_000, 20, 20)
     typer.echo(f"RRG serving on http://{host}:{port}")
-    uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower())
+    # On SIGTERM uvicorn stops accepting, lets requests in flight finish (up to the grace
+    # period), then runs the lifespan's shutdown: the dispatcher finishes its sends.
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=settings.log_level.lower(),
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
+    )
 
 
 @cli.command()
@@ -330,12 +344,18 @@ def sweep(
 
 
 @cli.command()
-def worker() -> None:
-    """Run the background work without serving HTTP (for worker replicas): the escalation
-    sweep and other periodic jobs, and the webhook dispatcher."""
+def worker(
+    port: Annotated[
+        int | None,
+        typer.Option(help="Serve /healthz, /readyz and /metrics on this port (RRG_WORKER_PORT)"),
+    ] = None,
+) -> None:
+    """Run the background work without serving the API (for worker replicas): the
+    escalation sweep and other periodic jobs, and the webhook dispatcher."""
     from app.worker import Worker
 
     settings = get_settings()
+    port = port or settings.worker_port
 
     async def main() -> None:
         db = Database.from_settings(settings)
@@ -345,18 +365,47 @@ def worker() -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await worker.start()
+        ops = None if port is None else _ops_server(settings, db, port)
+        ops_task = None if ops is None else asyncio.create_task(ops.serve())
         typer.echo(
             f"RRG worker: sweeping every {settings.sweep_interval_seconds:g}s, "
-            "dispatching webhooks",
+            "dispatching webhooks"
+            + ("" if port is None else f"; metrics on http://{settings.host}:{port}/metrics"),
             err=True,
         )
         try:
             await stop.wait()
         finally:
+            if ops is not None and ops_task is not None:
+                ops.should_exit = True
+                await ops_task
             await worker.stop()
             await db.dispose()
 
     asyncio.run(main())
+
+
+def _ops_server(settings: Settings, db: Database, port: int) -> Any:
+    """The worker's health and metrics server (its signals are the worker's)."""
+    import uvicorn
+
+    from app.main import create_ops_app
+
+    config = uvicorn.Config(
+        create_ops_app(settings, db),
+        host=settings.host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        log_level=settings.log_level.lower(),
+    )
+
+    class OpsServer(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield  # the worker's own handlers stop it, and this server with it
+
+    return OpsServer(config)
 
 
 def _as_utc(at: datetime | None) -> datetime | None:
@@ -456,4 +505,11 @@ def sitrep(
 
 
 def main() -> None:
+    from app.logs import configure_logging
+
+    try:
+        settings = get_settings()
+        configure_logging(settings.log_level, settings.effective_log_format)
+    except Exception:  # noqa: S110 - bad settings are reported by the command that reads them
+        pass
     cli()

@@ -47,6 +47,15 @@ class Settings(BaseSettings):
     webhook_poll_seconds: float = Field(default=1, gt=0)
     webhook_retention_days: int = Field(default=30, ge=1)
     log_level: str = "INFO"
+    # json: one JSON object per line (the default in production); console: for people.
+    log_format: Literal["json", "console"] | None = None
+    # A bearer token that opens GET /metrics only (for the Prometheus server); without it,
+    # /metrics takes an admin's API token.
+    metrics_token: SecretStr | None = None
+    # On SIGTERM, how long requests in flight may take to finish before the server stops.
+    shutdown_grace_seconds: float = Field(default=30, ge=0, le=3600)
+    # rrg worker serves /healthz, /readyz and /metrics on this port (none if unset).
+    worker_port: int | None = Field(default=None, ge=1, le=65535)
     max_body_bytes: int = 1024 * 1024
     # Connection pool for PostgreSQL (per process).
     db_pool_size: int = 10
@@ -65,6 +74,12 @@ class Settings(BaseSettings):
             _check_allowlist_entry(entry)
         return entries
 
+    @field_validator("metrics_token", "webhook_keys", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        # An orchestrator that passes every variable passes the unused ones empty.
+        return None if value == "" else value
+
     @model_validator(mode="after")
     def _production_needs_a_real_secret(self) -> Settings:
         secret = self.secret_key.get_secret_value()
@@ -74,6 +89,8 @@ class Settings(BaseSettings):
             )
         if self.env == "production" and len(secret) < MIN_PRODUCTION_SECRET:
             raise ValueError("RRG_SECRET_KEY must be at least 32 characters in production")
+        if self.metrics_token is not None and len(self.metrics_token.get_secret_value()) < 16:
+            raise ValueError("RRG_METRICS_TOKEN must be at least 16 characters")
         if self.audit_key is not None and not self.audit_key.get_secret_value():
             raise ValueError("RRG_AUDIT_KEY is empty: set a key, or unset it to derive one")
         if self.env == "production":
@@ -86,6 +103,12 @@ class Settings(BaseSettings):
                     "characters, not a default value and not RRG_SECRET_KEY"
                 )
         return self
+
+    @property
+    def effective_log_format(self) -> Literal["json", "console"]:
+        if self.log_format is not None:
+            return self.log_format
+        return "json" if self.env == "production" else "console"
 
     def audit_key_bytes(self) -> bytes:
         """The timeline's HMAC key: RRG_AUDIT_KEY as given, or else (outside production)

@@ -45,12 +45,12 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 Session = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
-_bearer = HTTPBearer(auto_error=False, description="An API token: `rrg_...`")
+bearer_credentials = HTTPBearer(auto_error=False, description="An API token: `rrg_...`")
 
 
 async def current_principal(
     request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_credentials)],
 ) -> Principal:
     """The caller, resolved in a short read of its own: the request's unit of work starts
     only when the endpoint first touches the database (so work that must commit before

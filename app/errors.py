@@ -251,7 +251,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 def install_database_error_handlers(app: FastAPI) -> None:
-    """A versioned row changed under us between read and write: the client's copy is stale."""
+    """A versioned row changed under us between read and write: the client's copy is stale
+    (412). A lost database connection: 503, to be retried."""
+    from sqlalchemy.exc import DBAPIError
     from sqlalchemy.orm.exc import StaleDataError
 
     async def _stale(_: Request, exc: Exception) -> JSONResponse:
@@ -263,3 +265,32 @@ def install_database_error_handlers(app: FastAPI) -> None:
         )
 
     app.add_exception_handler(StaleDataError, _stale)
+
+    async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        if not _lost_the_database(exc):
+            return await _unhandled(request, exc)
+        logger.warning(
+            "the database is unavailable on %s %s: %s", request.method, request.url.path, exc
+        )
+        return problem(
+            503,
+            detail="The database is unavailable; retry shortly (nothing was changed)",
+            headers={"Retry-After": "1"},
+        )
+
+    app.add_exception_handler(DBAPIError, _database_unavailable)
+    app.add_exception_handler(OSError, _database_unavailable)
+
+
+def _lost_the_database(exc: BaseException) -> bool:
+    """A lost or refused database connection (as opposed to a query the database refused):
+    the request rolled back, and the same request may succeed in a moment."""
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+    if isinstance(exc, OSError):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated or isinstance(exc, InterfaceError | OperationalError):
+            return True
+        return isinstance(exc.orig, OSError) or "connection" in type(exc.orig).__name__.lower()
+    return False

@@ -6,7 +6,7 @@ from sqlalchemy import text
 
 from app.deps import get_database
 from app.errors import problem
-from app.migrate import current_revision
+from app.migrate import current_revision, is_behind
 
 router = APIRouter(tags=["health"])
 
@@ -19,7 +19,8 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", responses={503: {"description": "Not ready"}})
 async def readyz(request: Request) -> JSONResponse:
-    """The database answers and its migrations are at head."""
+    """The database answers and has every migration this code needs (a newer release's
+    schema, during a rolling upgrade, is fine)."""
     db = get_database(request)
     head: str | None = request.app.state.migration_head
     try:
@@ -28,6 +29,8 @@ async def readyz(request: Request) -> JSONResponse:
             current = await conn.run_sync(current_revision)
     except Exception:
         return problem(503, detail="The database is unreachable")
-    if current != head:
-        return problem(503, detail=f"Database at migration {current}, expected {head}")
+    if is_behind(current, head):
+        return problem(
+            503, detail=f"Database at migration {current}, expected {head}: run `rrg migrate`"
+        )
     return JSONResponse({"status": "ready", "migration": current})

@@ -6,10 +6,11 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import Depends, FastAPI
 from fastapi.routing import APIRoute
 
-from app import health
+from app import health, metrics
 from app.actions.router import router as actions_router
 from app.auth.router import router as auth_router
 from app.config import Settings, get_settings
@@ -20,7 +21,8 @@ from app.deps import refuse_unstorable_parameters
 from app.errors import install_error_handlers
 from app.escalation.router import router as escalation_router
 from app.incidents.router import router as incidents_router
-from app.middleware import BodySizeLimit
+from app.logs import REQUEST_ID_HEADER, new_request_id, valid_request_id
+from app.middleware import BodySizeLimit, RequestObserver
 from app.migrate import head_revision
 from app.minerals.router import router as minerals_router
 from app.ministries.router import router as ministries_router
@@ -48,6 +50,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     settings = settings or get_settings()
     owns_db = db is None
     database = db or Database.from_settings(settings)
+    metrics.instrument_database(database)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -78,9 +81,10 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.state.webhook_box = SecretBox.from_settings(settings)
     app.state.webhook_egress = Egress(EgressPolicy.from_settings(settings), system_resolve)
     install_error_handlers(app)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    install_observability(app, settings)
     for router in (
         health.router,
+        metrics.router,
         auth_router,
         ministries_router,
         minerals_router,
@@ -97,4 +101,31 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         app.include_router(router)
     install_contract(app)
     publish_webhooks(app)
+    return app
+
+
+def install_observability(app: FastAPI, settings: Settings) -> None:
+    """The body limit inside, then each request's metrics and access line, outermost the
+    request id (so everything inside logs with it)."""
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestObserver)
+    app.add_middleware(
+        CorrelationIdMiddleware,
+        header_name=REQUEST_ID_HEADER,
+        generator=new_request_id,
+        validator=valid_request_id,
+    )
+
+
+def create_ops_app(settings: Settings, db: Database) -> FastAPI:
+    """What a worker process serves: health checks and its metrics, nothing else."""
+    metrics.instrument_database(db)
+    app = FastAPI(title="RRG worker", openapi_url=None, docs_url=None, redoc_url=None)
+    app.state.settings = settings
+    app.state.db = db
+    app.state.migration_head = head_revision()
+    install_error_handlers(app)
+    install_observability(app, settings)
+    app.include_router(health.router)
+    app.include_router(metrics.router)
     return app

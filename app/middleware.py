@@ -1,11 +1,17 @@
-"""ASGI middleware: the request body size limit."""
+"""ASGI middleware: the request body size limit, and each request's metrics and access log."""
 
 from __future__ import annotations
 
 import json
+import logging
+import time
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app import metrics
+
+access_log = logging.getLogger("rrg.access")
 
 TOO_LARGE = 413
 
@@ -59,3 +65,53 @@ class BodySizeLimit:
         ]
         await send({"type": "http.response.start", "status": TOO_LARGE, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+class RequestObserver:
+    """Each request's latency, counted by method, route template and status, and one access
+    log line (inside the request id's context, so the line carries it)."""
+
+    QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # unless a response starts: an exception escaped the app
+
+        async def observed_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        metrics.REQUESTS_IN_FLIGHT.inc()
+        try:
+            await self.app(scope, receive, observed_send)
+        finally:
+            metrics.REQUESTS_IN_FLIGHT.dec()
+            took = time.perf_counter() - started
+            # The router leaves the matched route in the scope: its template is the label, so
+            # /incidents/{id} is one series however many incidents there are.
+            route = getattr(scope.get("route"), "path", None) or metrics.UNMATCHED_ROUTE
+            method = scope["method"]
+            metrics.REQUEST_DURATION.labels(method, route, str(status)).observe(took)
+            level = logging.DEBUG if route in self.QUIET_ROUTES and status < 500 else logging.INFO
+            access_log.log(
+                level,
+                "%s %s %d",
+                method,
+                scope["path"],
+                status,
+                extra={
+                    "method": method,
+                    "path": scope["path"],
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(took * 1000, 2),
+                },
+            )

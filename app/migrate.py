@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 from alembic import command
@@ -11,6 +12,10 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
 import app as app_package
+
+# The PostgreSQL advisory lock every `rrg migrate` holds while it upgrades (a fixed 64-bit
+# key: "rrg" and "migr" in ASCII).
+MIGRATION_LOCK_ID = 0x727267_6D696772
 
 
 def migrations_dir() -> Path:
@@ -50,6 +55,22 @@ def migration_audit_key(config: Config) -> bytes:
 
 def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config("")).get_current_head()
+
+
+def is_behind(current: str | None, head: str | None) -> bool:
+    """Whether a database at ``current`` lacks migrations this code needs. A revision this
+    code does not know is a newer release's: during a rolling upgrade the schema is migrated
+    first, and the replicas still on the previous release keep serving it."""
+    if current is None:
+        return True
+    return current in known_revisions() and current != head
+
+
+@lru_cache(maxsize=1)
+def known_revisions() -> frozenset[str]:
+    """Every revision this code's migrations define (read once: /readyz asks often)."""
+    script = ScriptDirectory.from_config(alembic_config(""))
+    return frozenset(r.revision for r in script.walk_revisions())
 
 
 def current_revision(connection: Connection) -> str | None:

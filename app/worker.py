@@ -12,6 +12,7 @@ Every job is safe to run in several processes at once: correctness comes from th
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -19,7 +20,7 @@ from functools import partial
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from app import clock
+from app import clock, metrics
 from app.config import Settings
 from app.db import Database
 from app.escalation.sweep import sweep
@@ -48,11 +49,24 @@ class Job:
 
 
 async def run_sweep(db: Database) -> None:
+    started = time.perf_counter()
     try:
-        await sweep(db)
+        report = await sweep(db)
     except Exception:
         # A failed sweep changed nothing (its transaction rolled back); the next one retries.
+        metrics.SWEEPS_FAILED.inc()
         logger.exception("escalation sweep failed")
+        return
+    finally:
+        metrics.SWEEP_DURATION.observe(time.perf_counter() - started)
+    for record in report.escalations:
+        metrics.ESCALATIONS.labels(record.item_type, str(record.level)).inc()
+    if report.escalations:
+        logger.info(
+            "escalation sweep escalated %d item-levels",
+            len(report.escalations),
+            extra={"escalations": len(report.escalations)},
+        )
 
 
 async def purge_idempotency_keys(db: Database) -> None:

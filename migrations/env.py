@@ -8,6 +8,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from app.db import Database
+from app.migrate import MIGRATION_LOCK_ID
 from app.models import metadata
 
 config = context.config
@@ -28,8 +29,23 @@ async def _run_async(url: str) -> None:
     db = Database(url)
     try:
         async with db.engine.connect() as connection:
-            await connection.run_sync(_run)
-            await connection.commit()
+            # One migrator at a time: replicas started together each run `rrg migrate`; the
+            # ones that wait find the schema at head when the lock is theirs (Alembic reads
+            # the current revision only after this).
+            locked = connection.dialect.name == "postgresql"
+            if locked:
+                await connection.exec_driver_sql(f"SELECT pg_advisory_lock({MIGRATION_LOCK_ID})")
+                await connection.commit()
+            try:
+                await connection.run_sync(_run)
+                await connection.commit()
+            finally:
+                if locked:
+                    await connection.rollback()
+                    await connection.exec_driver_sql(
+                        f"SELECT pg_advisory_unlock({MIGRATION_LOCK_ID})"
+                    )
+                    await connection.commit()
     finally:
         await db.dispose()
 

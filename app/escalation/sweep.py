@@ -20,7 +20,7 @@ Whatever the data, a sweep ends and one bad item or severity cannot hold up the 
   escalates something new or ends the kind;
 - a batch that fails is retried one item at a time; an item that fails alone is logged,
   counted and excluded, and a kind whose claim fails is logged, counted and left until the
-  next sweep. The failures are in the report and in ``FAILURE_TOTALS``.
+  next sweep. The failures are in the report and counted in ``rrg_sweep_failures_total``.
 One claim covers every severity (an OR of each severity's thresholds): a claim narrowed to
 one severity lets PostgreSQL start from the incidents of that severity instead of the
 partial index of escalatable actions, whatever the overdue work.
@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
@@ -54,6 +54,7 @@ from app.incidents.models import Incident, IncidentParticipant
 from app.incidents.service import may_triage
 from app.incidents.states import INCIDENT_LIFECYCLE
 from app.incidents.visibility import visible_pairs
+from app.metrics import SWEEP_FAILURES
 from app.ministries.models import CO_LEAD_CODES, Ministry
 from app.notifications.models import Notification
 from app.schemas import json_safe
@@ -107,10 +108,6 @@ class SweepFailure:
         return f"FAILED {self.kind} {self.severity}{what}: {self.error}"
 
 
-# Failures since the process started, by (kind, severity): what a metrics endpoint reads.
-FAILURE_TOTALS: Counter[tuple[str, str]] = Counter()
-
-
 @dataclass
 class SweepReport:
     at: datetime
@@ -125,7 +122,7 @@ class SweepReport:
         message = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
         failure = SweepFailure(kind, severity, item_id, message)
         self.failures.append(failure)
-        FAILURE_TOTALS[(kind, severity)] += 1
+        SWEEP_FAILURES.labels(kind, severity).inc()
         logger.error(
             "escalation sweep at %s: %s",
             self.at.isoformat(),

@@ -38,7 +38,7 @@ import httpx
 from sqlalchemy import bindparam, func, insert, literal_column, select, update
 from sqlalchemy.engine import make_url
 
-from app import clock
+from app import clock, metrics
 from app import signals as app_signals
 from app.config import Settings
 from app.db import Database, table_of
@@ -48,7 +48,6 @@ from app.outbox.models import OutboxEvent
 from app.timeline.service import SYSTEM
 from app.webhooks import service, signals
 from app.webhooks.egress import EgressPolicy, EgressRefused, build_client
-from app.webhooks.metrics import COUNTERS
 from app.webhooks.models import Attempt, Delivery, Subscription, webhook_id
 from app.webhooks.payloads import Snapshot, build_data, shown_in_full
 from app.webhooks.secrets import SecretBox, SecretUnavailable
@@ -99,6 +98,7 @@ class Claimed:
     event_type: str = ""
     incident_id: uuid.UUID | None = None
     problem: str | None = None  # why it cannot be sent (e.g. its secret does not open)
+    event_at: datetime | None = None  # when the event committed (for the dispatch lag)
 
 
 @dataclass
@@ -337,6 +337,7 @@ class Dispatcher:
                     event_type=row.type,
                     incident_id=row.incident_id,
                     problem=problem,
+                    event_at=row.event_at,
                 )
             )
         return claimed
@@ -453,8 +454,6 @@ class Dispatcher:
             else:
                 state.update(status="pending", next_attempt_at=o.at + delay, finished_at=None)
                 tally["retried"] += 1
-            if o.outcome == "blocked":
-                tally["blocked"] += 1
             if o.status_code == 410:
                 gone.add(c.subscription_id)
             updates.append(state)
@@ -510,7 +509,15 @@ class Dispatcher:
                 )
             await self._record_failures(session, [o for o in outcomes if o.claimed.id in ended])
             await self._track_failing(session, last, gone, now)
-        COUNTERS.add(**tally)
+        metrics.record_delivery_outcomes(
+            [(o.outcome, o.latency_ms) for o in outcomes],
+            {k: tally[k] for k in ("delivered", "retried", "failed")},
+            [
+                (o.at - o.claimed.event_at).total_seconds()
+                for o in outcomes
+                if o.claimed.attempt_count == 0 and o.claimed.event_at is not None
+            ],
+        )
 
     @staticmethod
     async def _record_failures(session: Any, outcomes: Sequence[Outcome]) -> None:

@@ -54,9 +54,10 @@ class Seeded:
         )
 
 
-async def seed_overdue(db: Database, team: Team) -> Seeded:
-    """N_ACTIONS approved SEV2 actions due at DUE, spread over N_INCIDENTS triaged incidents,
-    plus untriaged and silent incidents (all inserted in bulk)."""
+async def seed_overdue(db: Database, team: Team, start: datetime = T0) -> Seeded:
+    """N_ACTIONS approved SEV2 actions due a day after ``start``, spread over N_INCIDENTS
+    triaged incidents, plus untriaged and silent incidents reported at ``start`` (all
+    inserted in bulk)."""
     seeded = Seeded()
     incidents: list[dict[str, Any]] = []
     actions: list[dict[str, Any]] = []
@@ -85,11 +86,11 @@ async def seed_overdue(db: Database, team: Team) -> Seeded:
                 "reporter_ministry_id": team.reporter.user.ministry_id,
                 "doe_owner_id": team.doe_owner.id,
                 "meti_owner_id": team.meti_owner.id,
-                "reported_at": T0,
-                "triaged_at": None if status == "reported" else T0,
-                "last_activity_at": T0,
-                "created_at": T0,
-                "updated_at": T0,
+                "reported_at": start,
+                "triaged_at": None if status == "reported" else start,
+                "last_activity_at": start,
+                "created_at": start,
+                "updated_at": start,
                 "version": 1,
                 "event_count": 0,
                 "last_event_hash": "",
@@ -107,14 +108,14 @@ async def seed_overdue(db: Database, team: Team) -> Seeded:
                     "owning_ministry": ministry,
                     "assignee_id": (team.meti_assignee if ministry == "METI" else team.assignee).id,
                     "priority": "medium",
-                    "due_at": DUE,
+                    "due_at": start + DAY,
                     "status": "approved",
                     "escalation_level": 0,
                     "ladder_round": 0,
                     "created_by_id": team.doe_lead.id,
-                    "approved_at": T0,
-                    "created_at": T0,
-                    "updated_at": T0,
+                    "approved_at": start,
+                    "created_at": start,
+                    "updated_at": start,
                     "version": 1,
                 }
             )
