@@ -19,6 +19,7 @@ from app.outbox.models import OutboxEvent
 from app.priority.models import PriorityWeights, PriorityWeightsChange
 from app.register.models import ConcernList, ConcernListChange, DependencyProfile
 from app.timeline.models import TimelineEvent
+from app.web.models import SigninAttempt, WebSession
 from app.webhooks.models import Attempt, Delivery, Subscription
 
 metadata = Base.metadata
@@ -48,8 +49,10 @@ __all__ = [
     "OutboxEvent",
     "PriorityWeights",
     "PriorityWeightsChange",
+    "SigninAttempt",
     "Subscription",
     "TimelineEvent",
     "User",
+    "WebSession",
     "metadata",
 ]
