@@ -1,11 +1,14 @@
 """Write the web client's .po catalogues: every message of the templates and web modules
 (extracted with Babel) plus the vocabularies and guard messages the pages translate, with
-the translations kept in tools/translations_*.py. Run: python tools/catalogues.py"""
+the translations kept in tools/translations_*.py. Run: python tools/catalogues.py
+(``--check``: write nothing; fail if a message lacks a Japanese translation or the
+committed catalogues differ from what would be written)."""
 
 from __future__ import annotations
 
 import importlib.util
 import sys
+from io import BytesIO
 from pathlib import Path
 
 from babel.messages.catalog import Catalog
@@ -43,7 +46,9 @@ def load(name: str) -> dict[str, str]:
 
 
 def main() -> int:
+    check = "--check" in sys.argv[1:]
     messages = extracted()
+    stale = []
     translations = {"en": load("translations_en"), "ja": load("translations_ja")}
     everything = sorted(messages | set(translations["ja"]) | set(translations["en"]))
     missing = [m for m in sorted(messages) if m not in translations["ja"]]
@@ -52,13 +57,19 @@ def main() -> int:
         for msgid in everything:
             catalog.add(msgid, table.get(msgid, ""))
         target = WEB / "locale" / language / "LC_MESSAGES" / "messages.po"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with target.open("wb") as out:
-            write_po(out, catalog, width=100, omit_header=False, sort_output=True)
+        buffer = BytesIO()
+        write_po(buffer, catalog, width=100, omit_header=True, sort_output=True)
+        if check:
+            if not target.exists() or target.read_bytes() != buffer.getvalue():
+                stale.append(str(target.relative_to(ROOT)))
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(buffer.getvalue())
     if missing:
         print("untranslated (ja):", *missing, sep="\n  ", file=sys.stderr)
-        return 1
-    return 0
+    if stale:
+        print("out of date (run tools/catalogues.py):", *stale, sep="\n  ", file=sys.stderr)
+    return 1 if missing or stale else 0
 
 
 if __name__ == "__main__":

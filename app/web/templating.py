@@ -33,6 +33,9 @@ def environment(language: str) -> Environment:
     )
     env.install_gettext_translations(translations(language), newstyle=True)  # type: ignore[attr-defined]
     env.filters["markdown"] = markdown.render
+    # Translate a value (a status, a guard's message): the result is plain text, escaped
+    # like any other, whereas ``_()`` marks its result safe and is for literals only.
+    env.filters["t"] = translations(language).gettext
     return env
 
 

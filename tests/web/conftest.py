@@ -42,7 +42,9 @@ class Browser:
         return await self.client.get(url, **kw)
 
 
-async def sign_in(client: httpx.AsyncClient, email: str, password: str = PASSWORD) -> httpx.Response:
+async def sign_in(
+    client: httpx.AsyncClient, email: str, password: str = PASSWORD
+) -> httpx.Response:
     page = await client.get("/signin")
     return await client.post(
         "/signin",

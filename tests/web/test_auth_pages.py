@@ -15,7 +15,9 @@ from tests.conftest import MakeActor
 from tests.web.conftest import PASSWORD, SignedIn, csrf_of, sign_in
 
 
-async def test_pages_need_a_session_and_sign_in_opens_one(client: httpx.AsyncClient, make_actor: MakeActor, db: Database):
+async def test_pages_need_a_session_and_sign_in_opens_one(
+    client: httpx.AsyncClient, make_actor: MakeActor, db: Database
+):
     page = await client.get("/incidents/new")
     assert page.status_code == 303
     assert page.headers["location"] == "/signin?next=%2Fincidents%2Fnew"
@@ -41,7 +43,9 @@ async def test_the_cookie_is_secure_over_https(app: Any, make_actor: MakeActor):
         assert "strict-transport-security" in (await client.get("/")).headers
 
 
-async def test_wrong_password_is_refused_without_saying_which(client: httpx.AsyncClient, make_actor: MakeActor):
+async def test_wrong_password_is_refused_without_saying_which(
+    client: httpx.AsyncClient, make_actor: MakeActor
+):
     actor = await make_actor("lead", "DOE", password=PASSWORD)
     wrong = await sign_in(client, actor.user.email, "not the password")
     unknown = await sign_in(client, "nobody@doe.example.org", "not the password")
@@ -50,7 +54,9 @@ async def test_wrong_password_is_refused_without_saying_which(client: httpx.Asyn
     assert "rrg_session" not in client.cookies
 
 
-async def test_sign_in_is_limited_per_account(client: httpx.AsyncClient, make_actor: MakeActor, settings: Any):
+async def test_sign_in_is_limited_per_account(
+    client: httpx.AsyncClient, make_actor: MakeActor, settings: Any
+):
     actor = await make_actor("lead", "DOE", password=PASSWORD)
     for _ in range(settings.signin_max_failures_per_account):
         assert (await sign_in(client, actor.user.email, "guess")).status_code == 401
@@ -59,7 +65,9 @@ async def test_sign_in_is_limited_per_account(client: httpx.AsyncClient, make_ac
     assert limited.status_code == 429 and "Too many failed sign-ins" in limited.text
 
 
-async def test_sign_in_is_limited_per_address(client: httpx.AsyncClient, make_actor: MakeActor, settings: Any):
+async def test_sign_in_is_limited_per_address(
+    client: httpx.AsyncClient, make_actor: MakeActor, settings: Any
+):
     actor = await make_actor("lead", "DOE", password=PASSWORD)
     for n in range(settings.signin_max_failures_per_address):
         await sign_in(client, f"someone{n}@example.org", "guess")
@@ -104,7 +112,9 @@ async def test_a_post_without_the_csrf_token_is_refused(signed_in: SignedIn):
     assert header.status_code == 303
 
 
-async def test_sign_in_itself_needs_the_pre_session_token(client: httpx.AsyncClient, make_actor: MakeActor):
+async def test_sign_in_itself_needs_the_pre_session_token(
+    client: httpx.AsyncClient, make_actor: MakeActor
+):
     actor = await make_actor("lead", "DOE", password=PASSWORD)
     await client.get("/signin")
     refused = await client.post("/signin", data={"email": actor.user.email, "password": PASSWORD})
@@ -116,20 +126,34 @@ async def test_next_never_leaves_the_site(client: httpx.AsyncClient, make_actor:
     page = await client.get("/signin?next=//evil.example/x")
     response = await client.post(
         "/signin",
-        data={"email": actor.user.email, "password": PASSWORD, "csrf_token": csrf_of(page.text), "next": "//evil.example/x"},
+        data={
+            "email": actor.user.email,
+            "password": PASSWORD,
+            "csrf_token": csrf_of(page.text),
+            "next": "//evil.example/x",
+        },
     )
     assert response.headers["location"] == "/"
 
 
 async def test_every_page_has_the_security_headers_and_the_api_keeps_its_own(signed_in: SignedIn):
     browser = await signed_in("lead", "DOE")
-    for path in ("/", "/signin", "/incidents/new", "/actions/mine", "/notifications", "/static/app.js"):
+    for path in (
+        "/",
+        "/signin",
+        "/incidents/new",
+        "/actions/mine",
+        "/notifications",
+        "/static/app.js",
+    ):
         response = await browser.get(path)
         assert response.headers["content-security-policy"] == CONTENT_SECURITY_POLICY, path
         assert response.headers["x-content-type-options"] == "nosniff"
         assert response.headers["x-frame-options"] == "DENY"
         assert response.headers["referrer-policy"] == "same-origin"
-    assert "unsafe" not in CONTENT_SECURITY_POLICY and "script-src 'self'" in CONTENT_SECURITY_POLICY
+    assert (
+        "unsafe" not in CONTENT_SECURITY_POLICY and "script-src 'self'" in CONTENT_SECURITY_POLICY
+    )
     page = (await browser.get("/")).text
     assert "<script>" not in page and " style=" not in page and "onclick" not in page
     assert '"allowEval": false' in page and '"includeIndicatorStyles": false' in page
@@ -140,7 +164,9 @@ async def test_every_page_has_the_security_headers_and_the_api_keeps_its_own(sig
 async def test_language_is_remembered_per_user(signed_in: SignedIn, db: Database):
     browser = await signed_in("lead", "DOE")
     assert '<html lang="en">' in (await browser.get("/")).text
-    switched = await browser.post("/preferences/language", {"language": "ja", "next": "/actions/mine"})
+    switched = await browser.post(
+        "/preferences/language", {"language": "ja", "next": "/actions/mine"}
+    )
     assert switched.status_code == 303 and switched.headers["location"] == "/actions/mine"
     page = (await browser.get("/")).text
     assert '<html lang="ja">' in page and "トリアージ ボード" in page and "サインアウト" in page
