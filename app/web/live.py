@@ -5,6 +5,10 @@ Sources: ``app.signals.on_commit`` (changes committed by this process) and, on P
 other replicas and workers arrive too. A change reaches a stream only as an incident id;
 each stream re-checks, per event, whether its user may see that incident.
 
+On PostgreSQL a change committed here arrives twice: at once through ``on_commit`` and
+again as the echo of its own NOTIFY. The bus counts the echoes it expects per incident and
+drops them, so each commit is one event.
+
 Every change gets an event id ``<process>-<sequence>``; a reconnecting browser sends the
 last one it saw (``Last-Event-ID``) and gets what it missed from the recent ones kept here,
 or, when those are gone (another process, or too long ago), a ``reset`` telling it to
@@ -18,7 +22,7 @@ import contextlib
 import logging
 import secrets
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 
 from app.signals import CHANNEL, Committed, on_commit
@@ -37,6 +41,9 @@ class LiveBus:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._unregister: Callable[[], None] | None = None
         self._listener: asyncio.Task[None] | None = None
+        # Incidents changed here whose NOTIFY echo is still to come (PostgreSQL only).
+        self._echoes: Counter[uuid.UUID] = Counter()
+        self._listening = False
 
     # --- sources --------------------------------------------------------------------
 
@@ -65,9 +72,22 @@ class LiveBus:
         except RuntimeError:
             running = None
         if running is self._loop:
-            self.publish(ids)
+            self._local(ids)
         else:  # a commit made on another thread's loop
-            self._loop.call_soon_threadsafe(self.publish, ids)
+            self._loop.call_soon_threadsafe(self._local, ids)
+
+    def _local(self, ids: list[uuid.UUID]) -> None:
+        if self._listening:
+            self._echoes.update(ids)
+        self.publish(ids)
+
+    def _notified(self, incident_id: uuid.UUID) -> None:
+        if self._echoes[incident_id] > 0:
+            self._echoes[incident_id] -= 1
+            if not self._echoes[incident_id]:
+                del self._echoes[incident_id]
+            return  # our own commit, already published
+        self.publish([incident_id])
 
     async def _listen(self, url: str) -> None:
         import asyncpg
@@ -77,7 +97,7 @@ class LiveBus:
                 incident_id = uuid.UUID(payload)
             except ValueError:
                 return  # "webhooks": deliveries only, nothing to show
-            self.publish([incident_id])
+            self._notified(incident_id)
 
         while True:
             try:
@@ -86,8 +106,12 @@ class LiveBus:
                 try:
                     connection.add_termination_listener(lambda _conn, lost=lost: lost.set())
                     await connection.add_listener(CHANNEL, on_notify)
+                    self._listening = True
                     await lost.wait()
                 finally:
+                    # No echo comes while nobody listens: forget the ones expected.
+                    self._listening = False
+                    self._echoes.clear()
                     with contextlib.suppress(Exception):
                         await connection.close()
             except asyncio.CancelledError:

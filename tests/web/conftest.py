@@ -84,3 +84,6 @@ async def report(db: Database, actor: Actor, **fields: Any) -> Any:
         return await incidents.create(
             session, Principal(user=actor.user), IncidentCreate.model_validate(data)
         )
+
+
+from tests.web.live import live_server  # noqa: E402,F401 - a fixture for the live tests
