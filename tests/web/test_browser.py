@@ -18,7 +18,7 @@ from tests.web.conftest import PASSWORD
 if not CHROMIUM.exists():  # RRG_REQUIRE_BROWSER=1 fails the session instead (tests/conftest.py)
     pytest.skip("Chromium is not installed", allow_module_level=True)
 
-from playwright.async_api import Browser, Page, async_playwright, expect  # noqa: E402
+from playwright.async_api import Browser, Page, async_playwright, expect
 
 SHOTS = REPO_ROOT / "var" / "screenshots"
 CHROMIUM_ARGS = [
