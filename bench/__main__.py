@@ -14,6 +14,7 @@ from bench import (
     driver_choice,
     escalation_sweep,
     incidents_list,
+    web_board,
     webhooks_fanout,
 )
 from bench.common import BENCH_POSTGRES_URL, Figure, print_table
@@ -25,6 +26,7 @@ BENCHMARKS = {
     "escalation_sweep": escalation_sweep.run,
     "actions_queue": actions_queue.run,
     "webhooks_fanout": webhooks_fanout.run,
+    "web_board": web_board.run,
 }
 
 
