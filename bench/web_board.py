@@ -37,8 +37,8 @@ from bench.common import BENCH_POSTGRES_URL, Figure, fresh_database, median, per
 
 NAME = "web_board"
 INCIDENTS = 10_000
-WARMUP = 5
-REQUESTS = 40
+WARMUP = 3
+REQUESTS = 20
 PASSWORD = "bench-password-not-secret"
 POSTGRES_URL = os.environ.get(
     "RRG_BENCH_WEB_POSTGRES_URL", BENCH_POSTGRES_URL.rsplit("/", 1)[0] + "/rrg_bench_web"

@@ -37,7 +37,7 @@ from app.web.security import WebUser
 from app.web.templating import render
 
 router = APIRouter()
-PER_STATUS = 50  # cards shown per status column
+PER_STATUS = 25  # cards shown per status column (the column header counts all)
 KEEPALIVE_SECONDS = 15.0
 FAR_FUTURE = datetime.max.replace(tzinfo=clock.now().tzinfo)
 
@@ -113,7 +113,7 @@ async def load_board(session: AsyncSession, user: User, filters: BoardFilters) -
     query = (
         incidents.visible_query(user, filters.incident_filters())
         .with_only_columns(
-            Incident.id,
+            Incident.number,
             Incident.status,
             Incident.severity,
             Incident.reported_at,
@@ -125,9 +125,12 @@ async def load_board(session: AsyncSession, user: User, filters: BoardFilters) -
         .outerjoin(open_actions, open_actions.c.incident_id == Incident.id)
     )
     ranked: dict[
-        str, list[tuple[tuple[int, datetime], uuid.UUID, datetime | None, str | None, bool, int]]
+        str, list[tuple[tuple[int, datetime], int, datetime | None, str | None, bool, int]]
     ] = {s: [] for s in OPEN_STATUSES}
-    for row in await session.execute(query):
+    # Plain rows through the connection (no ORM loading), keyed by the incident's number:
+    # all the matching incidents are sorted here.
+    connection = await session.connection()
+    for row in await connection.execute(query):
         policy = loaded.policies[row.severity or FALLBACK_SEVERITY]
         deadlines: list[tuple[datetime, str]] = []
         if row.status == "reported":
@@ -143,20 +146,23 @@ async def load_board(session: AsyncSession, user: User, filters: BoardFilters) -
             continue
         level = max(row.triage_level or 0, row.action_level or 0)
         sort_key = (_severity_rank(row.severity), deadline or FAR_FUTURE)
-        ranked[row.status].append((sort_key, row.id, deadline, kind, overdue, level))
-    shown: dict[uuid.UUID, tuple[datetime | None, str | None, bool, int]] = {}
+        ranked[row.status].append((sort_key, row.number, deadline, kind, overdue, level))
+    shown: dict[int, tuple[datetime | None, str | None, bool, int]] = {}
     counts: dict[str, int] = {}
     for status, rows in ranked.items():
-        rows.sort(key=lambda r: (r[0], str(r[1])))
+        rows.sort(key=lambda r: (r[0], r[1]))
         counts[status] = len(rows)
-        for _, incident_id, deadline, kind, overdue, level in rows[:PER_STATUS]:
-            shown[incident_id] = (deadline, kind, overdue, level)
-    cards: dict[uuid.UUID, Card] = {}
+        for _, number, deadline, kind, overdue, level in rows[:PER_STATUS]:
+            shown[number] = (deadline, kind, overdue, level)
+    cards: dict[int, Card] = {}
     if shown:
-        rows_ = (await session.scalars(select(Incident).where(Incident.id.in_(list(shown))))).all()
-        for out in await present_incidents(session, rows_):
-            deadline, kind, overdue, level = shown[out.id]
-            cards[out.id] = Card(out, deadline, kind, overdue, level)
+        found = (
+            await session.scalars(select(Incident).where(Incident.number.in_(list(shown))))
+        ).all()
+        numbers = {i.id: i.number for i in found}
+        for out in await present_incidents(session, found):
+            deadline, kind, overdue, level = shown[numbers[out.id]]
+            cards[numbers[out.id]] = Card(out, deadline, kind, overdue, level)
     columns = []
     for status, rows in ranked.items():
         column = [cards[r[1]] for r in rows[:PER_STATUS] if r[1] in cards]
