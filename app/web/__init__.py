@@ -2,9 +2,10 @@
 services as the API.
 
 Layout: one router per page area (``auth_pages``, ``board``, ``room``, ``report``,
-``inbox``, ``register``), templates in ``templates/`` (fragments in ``templates/fragments/``), the
-shared template context in ``templating.render``, security (session cookie, CSRF, headers)
-in ``security``, catalogues and formatting in ``i18n``, live updates in ``live``.
+``inbox``, ``register``, ``admin``), templates in ``templates/`` (fragments in
+``templates/fragments/``), the shared template context in ``templating.render``, security
+(session cookie, CSRF, headers) in ``security``, catalogues and formatting in ``i18n``,
+live updates in ``live``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from fastapi import APIRouter, Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from app.config import Settings
-from app.web import auth_pages, board, inbox, register, report, room
+from app.web import admin, auth_pages, board, inbox, register, report, room
 from app.web.errors import install_web_error_pages
 from app.web.live import LiveBus
 from app.web.security import SecurityHeaders, verify_csrf
@@ -28,7 +29,7 @@ def web_router() -> APIRouter:
     # Every web route checks CSRF on state-changing requests; none is in the API contract.
     router = APIRouter(dependencies=[Depends(verify_csrf)], include_in_schema=False)
     # /incidents/new before /incidents/{key}.
-    for area in (auth_pages, report, board, room, inbox, register):
+    for area in (auth_pages, report, board, room, inbox, register, admin):
         router.include_router(area.router)
     return router
 
