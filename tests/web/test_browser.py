@@ -12,8 +12,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from app.db import Database
 from tests.conftest import CHROMIUM, REPO_ROOT, Actor, MakeActor
-from tests.web.conftest import PASSWORD
+from tests.web.conftest import PASSWORD, report
 
 if not CHROMIUM.exists():  # RRG_REQUIRE_BROWSER=1 fails the session instead (tests/conftest.py)
     pytest.skip("Chromium is not installed", allow_module_level=True)
@@ -210,3 +211,23 @@ def test_screenshots_are_kept_out_of_git():
     ignored = (REPO_ROOT / ".gitignore").read_text().split()
     assert "var/" in ignored
     assert Path("var/screenshots").parts[0] == "var"
+
+
+async def test_people_are_found_by_name_as_you_type(
+    browser: Browser, live_server: str, make_actor: MakeActor, db: Database
+):
+    lead = await make_actor("lead", "DOE", password=PASSWORD)
+    named = await make_actor("responder", "METI", password=PASSWORD)
+    incident = await report(db, lead)
+    person = Person(await (await browser.new_context()).new_page(), live_server, lead)
+    await person.sign_in()
+    await person.room(incident.key)
+    options = person.page.locator("#participant-user option")
+    await person.page.fill("#participant-q", named.user.display_name)
+    await expect(options).to_have_count(1)
+    await expect(options.first).to_have_attribute("value", str(named.id))
+    await person.submit("form[action$='/participants'] button[type=submit]")
+    await expect(person.page.locator("#participants li").first).to_contain_text(
+        named.user.display_name
+    )
+    assert not person.console_errors, person.console_errors
