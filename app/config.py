@@ -46,6 +46,12 @@ class Settings(BaseSettings):
     webhook_lease_seconds: float = Field(default=60, gt=0)
     webhook_poll_seconds: float = Field(default=1, gt=0)
     webhook_retention_days: int = Field(default=30, ge=1)
+    # The web client (SPEC §9): how long a browser stays signed in (refreshed while used),
+    # and the failed sign-ins allowed per account and per client address within a window.
+    web_session_hours: float = Field(default=12, gt=0, le=24 * 30)
+    signin_window_seconds: int = Field(default=900, ge=1)
+    signin_max_failures_per_account: int = Field(default=5, ge=1)
+    signin_max_failures_per_address: int = Field(default=20, ge=1)
     log_level: str = "INFO"
     # json: one JSON object per line (the default in production); console: for people.
     log_format: Literal["json", "console"] | None = None

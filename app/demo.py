@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
-
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -13,6 +11,10 @@ from app.auth.roles import ROLES
 from app.auth.schemas import TokenCreate, UserCreate
 from app.auth.service import Principal
 from app.demo_scenario import load_scenario
+
+# Every demo user signs in to the web client with this password (documented in README):
+# the demo is for a local machine, never for production data.
+DEMO_PASSWORD = "rrg-demo-2026"  # noqa: S105 - a documented demo credential
 
 DEMO_NAMES = {
     "DOE": {
@@ -39,7 +41,7 @@ async def load_demo(session: AsyncSession) -> list[str] | None:
     cast: dict[tuple[str, str], User] = {}
     for ministry, names in DEMO_NAMES.items():
         for role in ROLES:
-            password = secrets.token_urlsafe(12)
+            password = DEMO_PASSWORD
             user = await auth_service.create_user(
                 session,
                 UserCreate(

@@ -31,6 +31,7 @@ from app.priority.router import router as priority_router
 from app.register.router import router as register_router
 from app.sitrep.router import router as sitrep_router
 from app.vulnerabilities.router import router as vulnerabilities_router
+from app.web import install_web, start_live_updates, stop_live_updates
 from app.webhooks.egress import EgressPolicy, system_resolve
 from app.webhooks.openapi import publish_webhooks
 from app.webhooks.router import router as webhooks_router
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         worker = None
+        await start_live_updates(app, settings)
         if settings.scheduler == "on":
             worker = Worker(settings, database)
             await worker.start()
@@ -63,6 +65,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         finally:
             if worker is not None:
                 await worker.stop()
+            await stop_live_updates(app)
             if owns_db:
                 await database.dispose()
 
@@ -99,6 +102,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         sitrep_router,
     ):
         app.include_router(router)
+    install_web(app, settings)
     install_contract(app)
     publish_webhooks(app)
     return app

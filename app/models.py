@@ -19,6 +19,7 @@ from app.outbox.models import OutboxEvent
 from app.priority.models import PriorityRecomputeJob, PriorityWeights, PriorityWeightsChange
 from app.register.models import ConcernList, ConcernListChange, DependencyProfile
 from app.timeline.models import TimelineEvent
+from app.web.models import SigninAttempt, WebSession
 from app.webhooks.models import Attempt, Delivery, Subscription
 
 metadata = Base.metadata
@@ -49,8 +50,10 @@ __all__ = [
     "PriorityRecomputeJob",
     "PriorityWeights",
     "PriorityWeightsChange",
+    "SigninAttempt",
     "Subscription",
     "TimelineEvent",
     "User",
+    "WebSession",
     "metadata",
 ]

@@ -24,6 +24,7 @@ from bench import (
     incidents_list,
     priority_list,
     request_cost,
+    web_board,
     webhooks_fanout,
 )
 from bench.common import BENCH_POSTGRES_URL, Figure, print_table
@@ -37,6 +38,7 @@ BENCHMARKS = {
     "actions_queue": actions_queue.run,
     "webhooks_fanout": webhooks_fanout.run,
     "priority_list": priority_list.run,
+    "web_board": web_board.run,
 }
 
 

@@ -188,6 +188,15 @@ async def update_user(
     return user
 
 
+async def set_language(session: AsyncSession, user: User, language: str) -> None:
+    """A user's own choice of language (any user may change their own)."""
+    if language not in ("en", "ja"):
+        raise InvalidInput("language", "must be en or ja")
+    if user.language != language:
+        user.language = language
+        await session.flush()
+
+
 async def authenticate_password(session: AsyncSession, email: str, password: str) -> User | None:
     """The active user with this email and password, or None, in constant-ish time."""
     user = await find_user_by_email(session, email)

@@ -206,6 +206,12 @@ def _filtered(user: User, f: IncidentFilters) -> Select[Incident]:
     return query
 
 
+def visible_query(user: User, filters: IncidentFilters) -> Select[Incident]:
+    """The incidents the user may see that match the filters (unordered), for views that
+    choose their own columns and order (the web board)."""
+    return _filtered(user, filters)
+
+
 async def list_visible(
     session: AsyncSession,
     user: User,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import ColumnElement, or_, select, update
+from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import clock
@@ -68,3 +68,13 @@ async def mark_all_read(session: AsyncSession, user: User) -> int:
         .execution_options(synchronize_session=False)
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def unread_count(session: AsyncSession, user: User) -> int:
+    """How many of the user's notifications (about what they may still see) are unread."""
+    count = await session.scalar(
+        select(func.count())
+        .select_from(Notification)
+        .where(*_mine(user), Notification.read_at.is_(None))
+    )
+    return int(count or 0)

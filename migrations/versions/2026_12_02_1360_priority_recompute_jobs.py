@@ -3,7 +3,7 @@ through in batches, and when each incident's priority was last computed (the tim
 rescoring reads it).
 
 Revision ID: f359b670384e
-Revises: b77bad460654
+Revises: 5e1a7c3d9b20
 Create Date: 2026-12-02
 """
 
@@ -18,7 +18,7 @@ from sqlalchemy.dialects import postgresql
 import app.db
 
 revision: str = "f359b670384e"
-down_revision: str | None = "b77bad460654"
+down_revision: str | None = "5e1a7c3d9b20"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

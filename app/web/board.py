@@ -1,0 +1,325 @@
+"""The triage board (``/``): open incidents by status, most severe and most urgent first,
+filters in the URL, and the live stream that refreshes it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Annotated
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import Response, StreamingResponse
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app import clock
+from app.actions.models import Action, is_open
+from app.auth.models import User
+from app.deps import get_database
+from app.escalation import policies
+from app.escalation.policies import FALLBACK_SEVERITY
+from app.incidents import service as incidents
+from app.incidents.models import Incident
+from app.incidents.presenters import present_incidents
+from app.incidents.schemas import IncidentOut
+from app.incidents.states import OPEN_STATUSES
+from app.incidents.visibility import visible_to
+from app.incidents.vocabulary import SEVERITIES, TLP_MARKINGS
+from app.minerals.models import Mineral
+from app.ministries.models import Ministry
+from app.web.live import LiveBus
+from app.web.security import WebUser
+from app.web.templating import render
+
+router = APIRouter()
+PER_STATUS = 25  # cards shown per status column (the column header counts all)
+KEEPALIVE_SECONDS = 15.0
+FAR_FUTURE = datetime.max.replace(tzinfo=clock.now().tzinfo)
+
+
+@dataclass
+class BoardFilters:
+    mineral: list[str] = field(default_factory=list)
+    severity: list[str] = field(default_factory=list)
+    tlp: list[str] = field(default_factory=list)
+    ministry: str | None = None
+    owner: uuid.UUID | None = None
+    overdue: bool = False
+
+    def incident_filters(self) -> incidents.IncidentFilters:
+        return incidents.IncidentFilters(
+            status=list(OPEN_STATUSES),
+            severity=self.severity,
+            mineral=self.mineral,
+            tlp=self.tlp,
+            ministry=self.ministry,
+            owner=self.owner,
+        )
+
+    def query_string(self) -> str:
+        pairs: list[tuple[str, str]] = [
+            *(("mineral", m) for m in self.mineral),
+            *(("severity", s) for s in self.severity),
+            *(("tlp", t) for t in self.tlp),
+        ]
+        if self.ministry:
+            pairs.append(("ministry", self.ministry))
+        if self.owner:
+            pairs.append(("owner", str(self.owner)))
+        if self.overdue:
+            pairs.append(("overdue", "1"))
+        return urlencode(pairs)
+
+
+@dataclass
+class Card:
+    incident: IncidentOut
+    deadline: datetime | None  # the nearest SLA deadline (triage, update, action due)
+    deadline_kind: str | None
+    overdue: bool
+    level: int  # the highest escalation level (triage or any open action)
+
+
+@dataclass
+class Board:
+    columns: list[tuple[str, list[Card], int]]  # status, cards shown, how many in all
+    total: int
+
+
+def _severity_rank(severity: str | None) -> int:
+    return SEVERITIES.index(severity) if severity in SEVERITIES else len(SEVERITIES)
+
+
+async def load_board(session: AsyncSession, user: User, filters: BoardFilters) -> Board:
+    """The board in a fixed number of queries: one light row per matching incident (with
+    its open actions' earliest due time and highest level) to sort, then the cards shown."""
+    now = clock.now()
+    loaded = await policies.load(session)
+    open_actions = (
+        select(
+            Action.incident_id.label("incident_id"),
+            func.min(Action.due_at).label("next_due"),
+            func.max(Action.escalation_level).label("action_level"),
+        )
+        .where(is_open())
+        .group_by(Action.incident_id)
+        .subquery()
+    )
+    query = (
+        incidents.visible_query(user, filters.incident_filters())
+        .with_only_columns(
+            Incident.number,
+            Incident.status,
+            Incident.severity,
+            Incident.reported_at,
+            Incident.last_activity_at,
+            Incident.triage_level,
+            open_actions.c.next_due,
+            open_actions.c.action_level,
+        )
+        .outerjoin(open_actions, open_actions.c.incident_id == Incident.id)
+    )
+    ranked: dict[
+        str, list[tuple[tuple[int, datetime], int, datetime | None, str | None, bool, int]]
+    ] = {s: [] for s in OPEN_STATUSES}
+    # Plain rows through the connection (no ORM loading), keyed by the incident's number:
+    # all the matching incidents are sorted here.
+    connection = await session.connection()
+    for row in await connection.execute(query):
+        policy = loaded.policies[row.severity or FALLBACK_SEVERITY]
+        deadlines: list[tuple[datetime, str]] = []
+        if row.status == "reported":
+            deadlines.append((row.reported_at + policy.triage_within, "triage"))
+        if row.status == "responding":
+            since = row.last_activity_at or row.reported_at
+            deadlines.append((since + policy.update_every, "update"))
+        if row.next_due is not None:
+            deadlines.append((row.next_due, "action"))
+        deadline, kind = min(deadlines) if deadlines else (None, None)
+        overdue = deadline is not None and deadline <= now
+        if filters.overdue and not overdue:
+            continue
+        level = max(row.triage_level or 0, row.action_level or 0)
+        sort_key = (_severity_rank(row.severity), deadline or FAR_FUTURE)
+        ranked[row.status].append((sort_key, row.number, deadline, kind, overdue, level))
+    shown: dict[int, tuple[datetime | None, str | None, bool, int]] = {}
+    counts: dict[str, int] = {}
+    for status, rows in ranked.items():
+        rows.sort(key=lambda r: (r[0], r[1]))
+        counts[status] = len(rows)
+        for _, number, deadline, kind, overdue, level in rows[:PER_STATUS]:
+            shown[number] = (deadline, kind, overdue, level)
+    cards: dict[int, Card] = {}
+    if shown:
+        found = (
+            await session.scalars(select(Incident).where(Incident.number.in_(list(shown))))
+        ).all()
+        numbers = {i.id: i.number for i in found}
+        for out in await present_incidents(session, found):
+            deadline, kind, overdue, level = shown[numbers[out.id]]
+            cards[numbers[out.id]] = Card(out, deadline, kind, overdue, level)
+    columns = []
+    for status, rows in ranked.items():
+        column = [cards[r[1]] for r in rows[:PER_STATUS] if r[1] in cards]
+        columns.append((status, column, counts[status]))
+    return Board(columns, sum(counts.values()))
+
+
+async def _choices(session: AsyncSession) -> dict[str, list[tuple[str, str]]]:
+    minerals = await session.execute(select(Mineral.code, Mineral.name_en).order_by(Mineral.code))
+    ministries = await session.execute(select(Ministry.code, Ministry.name).order_by(Ministry.code))
+    return {
+        "minerals": [(c, n) for c, n in minerals],
+        "ministries": [(c, n) for c, n in ministries],
+    }
+
+
+def _filters(
+    mineral: list[str] | None,
+    severity: list[str] | None,
+    tlp: list[str] | None,
+    ministry: str | None,
+    owner: str | None,
+    overdue: str | None,
+) -> BoardFilters:
+    try:
+        owner_id = uuid.UUID(owner) if owner else None
+    except ValueError:
+        owner_id = None
+    return BoardFilters(
+        mineral=[m for m in mineral or [] if m][:30],
+        severity=[s for s in severity or [] if s in SEVERITIES],
+        tlp=[t for t in tlp or [] if t in TLP_MARKINGS],
+        ministry=(ministry or None) and ministry[:16],
+        owner=owner_id,
+        overdue=overdue in ("1", "true", "on"),
+    )
+
+
+FilterParams = tuple[
+    Annotated[list[str] | None, Query(max_length=30)],
+    Annotated[list[str] | None, Query()],
+]
+
+
+@router.get("/")
+async def board_page(
+    request: Request,
+    web: WebUser,
+    mineral: Annotated[list[str] | None, Query()] = None,
+    severity: Annotated[list[str] | None, Query()] = None,
+    tlp: Annotated[list[str] | None, Query()] = None,
+    ministry: str | None = None,
+    owner: str | None = None,
+    overdue: str | None = None,
+) -> Response:
+    filters = _filters(mineral, severity, tlp, ministry, owner, overdue)
+    async with get_database(request).unit_of_work(readonly=True) as session:
+        board = await load_board(session, web.user, filters)
+        choices = await _choices(session)
+    template = "fragments/board.html" if request.headers.get("hx-request") else "board.html"
+    return await render(
+        request,
+        template,
+        web,
+        {
+            "board": board,
+            "filters": filters,
+            "query": filters.query_string(),
+            "severities": SEVERITIES,
+            "tlps": TLP_MARKINGS,
+            **choices,
+        },
+    )
+
+
+# --- the live stream ------------------------------------------------------------------------
+
+
+def bus_of(request: Request) -> LiveBus:
+    bus: LiveBus = request.app.state.live_bus
+    return bus
+
+
+async def visible_ids(
+    session: AsyncSession, user_id: uuid.UUID, incident_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, tuple[str, str]] | None:
+    """Which of these incidents the user may see now (key, status); None when the user is
+    no longer active (the stream ends)."""
+    user = await session.get(User, user_id, populate_existing=True)
+    if user is None or not user.active:
+        return None
+    rows = await session.execute(
+        select(Incident.id, Incident.key, Incident.status).where(
+            Incident.id.in_(incident_ids), visible_to(user)
+        )
+    )
+    return {i: (key, status) for i, key, status in rows}
+
+
+def sse(event: str, data: dict[str, str], event_id: str | None = None) -> str:
+    head = f"id: {event_id}\n" if event_id else ""
+    return f"{head}event: {event}\ndata: {json.dumps(data)}\n\n"
+
+
+async def stream_changes(
+    request: Request, bus: LiveBus, user_id: uuid.UUID, last_event_id: str | None
+) -> AsyncIterator[str]:
+    """Server-sent events: ``incident`` for each change to an incident the user may see
+    (checked per event, at the time it is sent), ``reset`` when a resume is impossible."""
+    db = get_database(request)
+    waiter = bus.waiter()
+    try:
+        yield "retry: 3000\n\n"
+        position = bus.position(last_event_id)
+        if position is None:
+            yield sse("reset", {}, bus.event_id(bus.sequence))
+            position = bus.sequence
+        while True:
+            waiter.clear()
+            changes = bus.since(position)
+            if changes is None:
+                yield sse("reset", {}, bus.event_id(bus.sequence))
+                position = bus.sequence
+                continue
+            if changes:
+                async with db.unit_of_work(readonly=True) as session:
+                    visible = await visible_ids(session, user_id, [i for _, i in changes])
+                if visible is None:
+                    return
+                for sequence, incident_id in changes:
+                    if incident_id in visible:
+                        key, status = visible[incident_id]
+                        yield sse(
+                            "incident",
+                            {"id": str(incident_id), "key": key, "status": status},
+                            bus.event_id(sequence),
+                        )
+                position = changes[-1][0]
+                continue
+            if await request.is_disconnected():
+                return
+            try:
+                await asyncio.wait_for(waiter.wait(), KEEPALIVE_SECONDS)
+            except TimeoutError:
+                yield ": keep-alive\n\n"
+    finally:
+        bus.forget(waiter)
+
+
+@router.get("/events")
+async def events(
+    request: Request,
+    web: WebUser,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=64)] = None,
+) -> StreamingResponse:
+    return StreamingResponse(
+        stream_changes(request, bus_of(request), web.user.id, last_event_id),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )

@@ -1,0 +1,60 @@
+"""Helpers the web forms share: errors per field, times typed in the reader's zone."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from pydantic import ValidationError
+
+from app.errors import AppError, InvalidInput, TransitionRefused
+
+GENERAL = "_"  # the key of an error that belongs to no one field
+
+
+def errors_of(exc: Exception) -> dict[str, str]:
+    """Field → message for a refused form (GENERAL for what names no field)."""
+    if isinstance(exc, ValidationError):
+        out: dict[str, str] = {}
+        for err in exc.errors():
+            loc = [str(p) for p in err.get("loc", ())]
+            name = loc[0] if loc else GENERAL
+            reason = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+            if err.get("type") == "missing":
+                reason = "required"
+            out.setdefault(name, reason)
+        return out
+    if isinstance(exc, InvalidInput):
+        return {
+            str(e["field"]).split(".")[0]: str(e["reason"]) for e in exc.extra.get("errors", [])
+        }
+    if isinstance(exc, TransitionRefused):
+        unmet = "; ".join(str(u["message"]) for u in exc.extra.get("unmet", []))
+        return {GENERAL: f"{exc.detail}: {unmet}" if unmet else exc.detail}
+    if isinstance(exc, AppError):
+        return {GENERAL: exc.detail}
+    raise exc
+
+
+def status_of(exc: Exception) -> int:
+    if isinstance(exc, AppError):
+        return exc.status
+    return 422
+
+
+def local_time(value: str | None, timezone: str) -> datetime | str | None:
+    """A ``datetime-local`` value read in the reader's zone, as an aware UTC time; other
+    text is returned as it is, for the schema to refuse with a reason."""
+    if value is None or not value.strip():
+        return None
+    try:
+        naive = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return value
+    if naive.tzinfo is None:
+        naive = naive.replace(tzinfo=ZoneInfo(timezone))
+    return naive.astimezone(UTC)
+
+
+def optional(value: str | None) -> str | None:
+    return value.strip() if value is not None and value.strip() else None

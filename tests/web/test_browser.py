@@ -1,0 +1,233 @@
+"""The web client in a real browser (Debian's Chromium driven by Playwright) against a real
+server: two co-leads carry an incident from report to closed, live, in English and in
+Japanese; a form without its CSRF token is refused. Screenshots go to var/screenshots."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from app.db import Database
+from tests.conftest import CHROMIUM, REPO_ROOT, Actor, MakeActor
+from tests.web.conftest import PASSWORD, report
+
+if not CHROMIUM.exists():  # RRG_REQUIRE_BROWSER=1 fails the session instead (tests/conftest.py)
+    pytest.skip("Chromium is not installed", allow_module_level=True)
+
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+SHOTS = REPO_ROOT / "var" / "screenshots"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
+WIDE, NARROW = 1280, 800
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as pw:
+        launched = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield launched
+        await launched.close()
+
+
+class Person:
+    """One user's browser window; records every console error (CSP violations included)."""
+
+    def __init__(self, page: Page, base: str, actor: Actor) -> None:
+        self.page, self.base, self.actor = page, base, actor
+        self.console_errors: list[str] = []
+        page.on(
+            "console",
+            lambda message: (
+                self.console_errors.append(message.text) if message.type == "error" else None
+            ),
+        )
+
+    async def sign_in(self) -> None:
+        await self.page.goto(f"{self.base}/")
+        await self.page.fill("#email", self.actor.user.email)
+        await self.page.fill("#password", PASSWORD)
+        await self.submit("form[action='/signin'] button[type=submit]")
+
+    async def submit(self, selector: str, status: int = 200) -> None:
+        """Click a submit button and wait for the page it leads to."""
+        async with self.page.expect_navigation() as navigation:
+            await self.page.click(selector)
+        response = await navigation.value
+        assert response is not None
+        if response.status != status:
+            alert = await self.page.locator("[role=alert]").all_inner_texts()
+            raise AssertionError(f"{selector}: {response.status} {alert}")
+
+    async def switch_language(self, language: str) -> None:
+        await self.page.select_option("#language-switch", language)
+        await self.submit("form[action='/preferences/language'] button[type=submit]")
+
+    async def room(self, key: str) -> None:
+        await self.page.goto(f"{self.base}/incidents/{key}")
+
+    async def shoot(self, name: str) -> None:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        for width in (WIDE, NARROW):
+            await self.page.set_viewport_size({"width": width, "height": 900})
+            await self.page.screenshot(path=str(SHOTS / f"{name}-{width}.png"), full_page=True)
+        await self.page.set_viewport_size({"width": WIDE, "height": 900})
+
+
+async def _people(
+    browser: Browser, base: str, make_actor: MakeActor, language: str
+) -> tuple[Person, Person]:
+    people = []
+    for ministry in ("DOE", "METI"):
+        actor = await make_actor("lead", ministry, password=PASSWORD)
+        context = await browser.new_context(viewport={"width": WIDE, "height": 900})
+        person = Person(await context.new_page(), base, actor)
+        await person.sign_in()
+        if language != "en":
+            await person.switch_language(language)
+        people.append(person)
+    return people[0], people[1]
+
+
+async def carry_an_incident_to_closed(
+    browser: Browser, base: str, make_actor: MakeActor, language: str
+) -> None:
+    doe, meti = await _people(browser, base, make_actor, language)
+    # METI watches the board; DOE reports.
+    await meti.page.goto(f"{base}/")
+    await meti.page.evaluate("window.rrgNotReloaded = true")
+    await doe.page.goto(f"{base}/incidents/new")
+    title = f"Gallium export licence suspended ({language})"
+    await doe.page.fill("#f-title", title)
+    await doe.page.fill("#f-summary", "Exports of **gallium** need a licence from today.")
+    await doe.page.select_option("#f-minerals", ["Ga", "Ge"])
+    await doe.page.select_option("#f-category", "export_control")
+    await doe.page.select_option("#f-tlp", "GREEN")
+    await doe.page.select_option("#f-severity", "SEV2")
+    await doe.submit("form.report button[type=submit]")
+    key = doe.page.url.rsplit("/", 1)[1]
+    assert re.fullmatch(r"RRG-\d{4}", key)
+
+    # It appears on METI's board without a reload.
+    await expect(meti.page.locator(f'[data-key="{key}"]')).to_be_visible(timeout=15_000)
+    assert await meti.page.evaluate("window.rrgNotReloaded") is True
+    await meti.shoot(f"{language}-board")
+
+    # Both co-leads name their owners, picked by name from the directory.
+    for person, ministry in ((doe, "DOE"), (meti, "METI")):
+        await person.room(key)
+        await person.page.select_option(f"#owner-{ministry}-user", str(person.actor.id))
+        await person.submit(f"#owner-{ministry} button[type=submit]")
+    await doe.room(key)
+    await doe.submit("button[data-move=triaged]")
+
+    # METI proposes an action, approves it; DOE starts the response.
+    await meti.room(key)
+    due = datetime.now(ZoneInfo("Asia/Tokyo")) + timedelta(days=3)
+    await meti.page.fill("#na-title", "Release gallium from the JOGMEC stockpile")
+    await meti.page.select_option("#na-kind", "stockpile_release")
+    await meti.page.select_option("#na-ministry", "METI")
+    await meti.page.select_option("#na-assignee", str(meti.actor.id))
+    await meti.page.fill("#na-due", due.strftime("%Y-%m-%dT%H:%M"))
+    await meti.submit("#new-action button[type=submit]")
+    await meti.submit("button[data-action-move=approved]")
+    await doe.room(key)
+    await doe.submit("button[data-move=responding]")
+    await meti.room(key)
+    await meti.submit("button[data-action-move=in_progress]")
+    await meti.page.fill(
+        "form:has(button[data-action-move=completed]) input[name=outcome]", "20 t released"
+    )
+    await meti.submit("button[data-action-move=completed]")
+
+    # DOE resolves; both sign off; METI closes.
+    await doe.room(key)
+    await doe.page.fill("#move-resolved-summary", "Stockpile release covered the gap.")
+    await doe.submit("button[data-move=resolved]")
+    await doe.submit("form[action$='/signoff'] button[type=submit]")
+    await meti.room(key)
+    await meti.submit("form[action$='/signoff'] button[type=submit]")
+    await meti.submit("button[data-move=closed]")
+
+    # The timeline shows all of it.
+    timeline = meti.page.locator("#timeline")
+    await expect(timeline.locator('li[data-type="incident.status_changed"]')).to_have_count(4)
+    for event, count in (
+        ("incident.created", 1),
+        ("incident.owner_assigned", 2),
+        ("action.created", 1),
+        ("action.approved", 1),
+        ("action.status_changed", 3),  # approved, in progress, completed
+        ("incident.signed_off", 2),
+    ):
+        await expect(timeline.locator(f'li[data-type="{event}"]')).to_have_count(count)
+    closed = "完了" if language == "ja" else "closed"
+    await expect(meti.page.locator(".room-head .status")).to_have_text(closed)
+    await meti.shoot(f"{language}-room")
+    for person in (doe, meti):
+        assert not person.console_errors, person.console_errors
+
+
+async def test_two_co_leads_carry_an_incident_to_closed(
+    browser: Browser, live_server: str, make_actor: MakeActor, db: object
+):
+    await carry_an_incident_to_closed(browser, live_server, make_actor, "en")
+
+
+async def test_the_same_in_japanese(
+    browser: Browser, live_server: str, make_actor: MakeActor, db: object
+):
+    await carry_an_incident_to_closed(browser, live_server, make_actor, "ja")
+
+
+async def test_a_form_without_its_csrf_token_is_refused(
+    browser: Browser, live_server: str, make_actor: MakeActor, db: object
+):
+    actor = await make_actor("lead", "DOE", password=PASSWORD)
+    person = Person(await (await browser.new_context()).new_page(), live_server, actor)
+    await person.sign_in()
+    await person.page.goto(f"{live_server}/incidents/new")
+    await person.page.fill("#f-title", "Forged")
+    await person.page.evaluate(
+        "document.querySelector('form.report input[name=csrf_token]').remove()"
+    )
+    await person.submit("form.report button[type=submit]", status=403)
+    await expect(person.page.locator("[role=alert]")).to_contain_text("CSRF")
+    await person.page.goto(f"{live_server}/")
+    assert "Forged" not in await person.page.content()
+
+
+def test_screenshots_are_kept_out_of_git():
+    ignored = (REPO_ROOT / ".gitignore").read_text().split()
+    assert "var/" in ignored
+    assert Path("var/screenshots").parts[0] == "var"
+
+
+async def test_people_are_found_by_name_as_you_type(
+    browser: Browser, live_server: str, make_actor: MakeActor, db: Database
+):
+    lead = await make_actor("lead", "DOE", password=PASSWORD)
+    named = await make_actor("responder", "METI", password=PASSWORD)
+    incident = await report(db, lead)
+    person = Person(await (await browser.new_context()).new_page(), live_server, lead)
+    await person.sign_in()
+    await person.room(incident.key)
+    options = person.page.locator("#participant-user option")
+    await person.page.fill("#participant-q", named.user.display_name)
+    await expect(options).to_have_count(1)
+    await expect(options.first).to_have_attribute("value", str(named.id))
+    await person.submit("form[action$='/participants'] button[type=submit]")
+    await expect(person.page.locator("#participants li").first).to_contain_text(
+        named.user.display_name
+    )
+    assert not person.console_errors, person.console_errors
