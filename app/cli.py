@@ -468,15 +468,18 @@ def sitrep(
     """Print the situation report."""
     from app import clock
     from app.auth import service as auth_service
+    from app.kit.types import accepted_time
     from app.sitrep import service as sitrep_service
     from app.sitrep.render import render_markdown
-    from app.sitrep.router import report_time
 
     if lang not in ("en", "ja"):
         raise _fail("--lang must be en or ja")
     if output_format not in ("markdown", "json"):
         raise _fail("--format must be markdown or json")
-    when = _as_utc(at)
+    try:
+        when = accepted_time(_as_utc(at) or clock.now())
+    except ValueError as exc:
+        raise _fail(f"--at {exc}") from None
 
     async def work(session: AsyncSession) -> str:
         if as_email is None:
@@ -489,7 +492,7 @@ def sitrep(
         report = await sitrep_service.build(
             session,
             reader,
-            report_time(when or clock.now()),
+            when,
             "ja" if lang == "ja" else "en",
             co_lead_view=co_lead_view,
         )

@@ -43,6 +43,7 @@ TOO_LARGE = "The body is larger than the limit (1 MiB)"
 INVALID = "Invalid input: `errors` names each field and why"
 STALE = "If-Match does not match the current version"
 PRECONDITION_MISSING = "If-Match is missing"
+NO_PRECONDITION = "Neither If-Match (to change it) nor If-None-Match: * (to create it) was sent"
 IN_FLIGHT = "A request with this Idempotency-Key is still in progress"
 KEY_REUSED = "Idempotency-Key reused with a different body"
 
@@ -68,6 +69,10 @@ def problem_statuses(operation: dict[str, Any]) -> dict[int, list[str]]:
             add(412, STALE)
             if parameter.get("required"):
                 add(428, PRECONDITION_MISSING)
+        if place == "header" and name == "if-none-match":
+            # A PUT that may create: If-Match to change it, If-None-Match: * to create it.
+            add(412, STALE)
+            add(428, NO_PRECONDITION)
         if place == "header" and name == "idempotency-key":
             add(409, IN_FLIGHT)
             add(422, KEY_REUSED)

@@ -35,6 +35,7 @@ ROLES = ["admin", "viewer"]
 # Schema-valid requests the API refuses by design, because the rule depends on state or
 # on data that JSON Schema cannot see. Anything else schema-valid must be accepted.
 STALE_PRECONDITION = 412  # If-Match naming a version other than the current one (§8)
+PRECONDITION_REQUIRED = 428  # neither If-Match nor If-None-Match: * on a PUT that may create
 SEMANTIC_FIELDS = {
     ("query", "cursor"): "a cursor this server did not issue",
     ("body", "minerals"): "codes outside the catalogue (GET /minerals)",
@@ -48,6 +49,7 @@ SEMANTIC_FIELDS = {
     ("header", "Idempotency-Key"): "a key used before with another body (§8)",
     ("body", "email"): "an address on a special-use or reserved domain (`.test`)",
     ("body", "url"): "a webhook host that does not resolve, or not to a public address (§7)",
+    ("body", "components"): "priority weights that are all zero (the score would be undefined)",
     **{
         ("body", name): "policy durations out of order, or not whole minutes"
         for name in ("triage_within", "level2_after", "level3_after", "update_every")
@@ -186,6 +188,10 @@ class ServerErrorRecorder:
 def refused_by_design(status: int, problem: Any) -> bool:
     """A schema-valid request refused for a reason its schema cannot state."""
     if status == STALE_PRECONDITION:
+        return True
+    if status == PRECONDITION_REQUIRED:
+        # A PUT that may create needs If-Match once the resource exists and If-None-Match: *
+        # before: both headers are optional in the schema, and one of them must be sent.
         return True
     if status != 422 or not isinstance(problem, dict) or not problem.get("errors"):
         return False

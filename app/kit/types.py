@@ -46,7 +46,8 @@ def _timestamp_text(value: Any) -> Any:
     return value
 
 
-def _in_range(value: datetime) -> datetime:
+def accepted_time(value: datetime) -> datetime:
+    """The time as UTC when it carries an offset and lies in range; else ValueError."""
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("must carry a UTC offset (`Z` or `±hh:mm`)")
     if not EARLIEST_YEAR <= value.year <= LATEST_YEAR:
@@ -67,7 +68,7 @@ def timestamp_schema(description: str | None = None) -> dict[str, Any]:
 Timestamp = Annotated[
     datetime,
     BeforeValidator(_timestamp_text),
-    AfterValidator(_in_range),
+    AfterValidator(accepted_time),
     WithJsonSchema(timestamp_schema()),
 ]
 """A time the API accepts (body, query): aware, in range, returned as UTC."""

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from app.deps import CurrentUser, IfMatch, Session, etag
+from app.deps import CurrentUser, IfMatchRequired, Session, etag
 from app.errors import problem_responses
 from app.incidents.presenters import user_refs
 from app.kit.pagination import Cursor, Limit
@@ -37,14 +37,14 @@ async def get_priority_weights(session: Session, _: CurrentUser, response: Respo
 
 @router.put(
     "",
-    responses=problem_responses({412: "If-Match does not hold", 428: "If-Match is missing"}),
+    responses=problem_responses({412: "If-Match does not hold"}),
 )
 async def put_priority_weights(
     data: WeightsIn,
     session: Session,
     principal: CurrentUser,
     response: Response,
-    if_match: IfMatch = None,
+    if_match: IfMatchRequired,
 ) -> WeightsOut:
     """Replace the weights (admins of DOE or METI; If-Match: the ETag read, ``"0"`` for the
     defaults). Recorded; every open incident's priority is recomputed."""

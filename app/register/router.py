@@ -5,7 +5,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from app.countries import CO_LEAD_COUNTRIES, ProfileCountry
-from app.deps import CurrentUser, IfMatch, IfNoneMatch, Session, etag
+from app.deps import CurrentUser, IfMatch, IfMatchRequired, IfNoneMatch, Session, etag
 from app.errors import AppError, NotFound, problem_responses
 from app.idempotency import Idempotent
 from app.kit.pagination import Cursor, Limit
@@ -202,7 +202,7 @@ async def put_countries_of_concern(
     session: Session,
     principal: CurrentUser,
     response: Response,
-    if_match: IfMatch = None,
+    if_match: IfMatchRequired,
 ) -> ConcernListOut:
     """Replace the ministry's list (its leads; If-Match: the list's ETag, ``"0"`` while it
     was never set). Recorded, and every open incident's priority is recomputed."""

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query
@@ -9,7 +8,6 @@ from pydantic import WithJsonSchema
 
 from app import clock
 from app.deps import CurrentUser, Session
-from app.errors import InvalidInput
 from app.kit.types import Timestamp, timestamp_schema
 from app.sitrep import service
 from app.sitrep.render import render_markdown
@@ -18,19 +16,6 @@ from app.sitrep.schemas import Language, Sitrep
 router = APIRouter(prefix="/api/v1", tags=["sitrep"])
 
 MARKDOWN = "text/markdown"
-# The report time must lie in this range (SPEC §8: every time accepted is bounded).
-AT_RANGE = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
-
-
-def report_time(at: datetime | None) -> datetime:
-    if at is None:
-        return clock.now()
-    low, high = AT_RANGE
-    if not low <= at < high:
-        raise InvalidInput(
-            "at", f"must lie between {low.date()} and {high.date()}", location="query"
-        )
-    return at.astimezone(UTC)
 
 
 @router.get(
@@ -61,7 +46,7 @@ async def get_sitrep(
     vulnerabilities — only what you may see."""
     user = principal.user
     language: Language = lang or ("ja" if user.language == "ja" else "en")
-    report = await service.build(session, user, report_time(at), language, co_lead_view=False)
+    report = await service.build(session, user, at or clock.now(), language, co_lead_view=False)
     wants_markdown = format == "markdown" or (
         format is None and accept is not None and MARKDOWN in accept.lower()
     )

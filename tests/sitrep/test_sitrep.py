@@ -209,7 +209,7 @@ async def test_format_by_accept_and_language_by_preference(client, dataset: Data
 
 
 @pytest.mark.parametrize(
-    "at", ["2030-01-07T09:00:00", "1999-12-31T23:00:00Z", "2100-01-01T00:00:00Z", "soon"]
+    "at", ["2030-01-07T09:00:00", "1899-12-31T23:00:00Z", "2100-01-01T00:00:00Z", "soon"]
 )
 async def test_report_time_must_carry_an_offset_and_lie_in_range(
     client, make_actor: MakeActor, at: str
@@ -217,6 +217,15 @@ async def test_report_time_must_carry_an_offset_and_lie_in_range(
     viewer = await make_actor("viewer", "DOE")
     response = await client.get("/api/v1/sitrep", params={"at": at}, headers=viewer.headers)
     assert [e["field"] for e in assert_problem(response, 422)["errors"]] == ["at"]
+
+
+async def test_a_report_at_the_earliest_accepted_time_is_given(client, make_actor: MakeActor):
+    viewer = await make_actor("viewer", "DOE")
+    response = await client.get(
+        "/api/v1/sitrep", params={"at": "1900-01-01T00:00:00Z"}, headers=viewer.headers
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["at"].startswith("1900-01-01T00:00:00")
 
 
 async def test_rrg_sitrep_defaults_to_the_co_lead_view(
