@@ -50,6 +50,7 @@ SEMANTIC_FIELDS = {
     ("body", "email"): "an address on a special-use or reserved domain (`.test`)",
     ("body", "url"): "a webhook host that does not resolve, or not to a public address (§7)",
     ("body", "components"): "priority weights that are all zero (the score would be undefined)",
+    ("body", "suppliers"): "a supplier country listed twice, or shares summing above 100 %",
     **{
         ("body", name): "policy durations out of order, or not whole minutes"
         for name in ("triage_within", "level2_after", "level3_after", "update_every")
