@@ -5,9 +5,9 @@ Sources: ``app.signals.on_commit`` (changes committed by this process) and, on P
 other replicas and workers arrive too. A change reaches a stream only as an incident id;
 each stream re-checks, per event, whether its user may see that incident.
 
-On PostgreSQL a change committed here arrives twice: at once through ``on_commit`` and
-again as the echo of its own NOTIFY. The bus counts the echoes it expects per incident and
-drops them, so each commit is one event.
+On PostgreSQL a change committed here arrives twice: through ``on_commit`` and as the echo
+of its own NOTIFY, in either order. The bus matches the two per incident (a notification
+that came first is remembered for ``ECHO_WINDOW`` seconds) so each commit is one event.
 
 Every change gets an event id ``<process>-<sequence>``; a reconnecting browser sends the
 last one it saw (``Last-Event-ID``) and gets what it missed from the recent ones kept here,
@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
@@ -30,6 +31,7 @@ from app.signals import CHANNEL, Committed, on_commit
 logger = logging.getLogger("rrg.web.live")
 KEEP = 2000  # recent changes kept for resuming streams
 RECONNECT_SECONDS = 2.0
+ECHO_WINDOW = 2.0  # how long a notification may precede its own commit's callback
 
 
 class LiveBus:
@@ -43,6 +45,8 @@ class LiveBus:
         self._listener: asyncio.Task[None] | None = None
         # Incidents changed here whose NOTIFY echo is still to come (PostgreSQL only).
         self._echoes: Counter[uuid.UUID] = Counter()
+        # Notifications published before any local commit claimed them (monotonic times).
+        self._early: dict[uuid.UUID, deque[float]] = {}
         self._listening = False
 
     # --- sources --------------------------------------------------------------------
@@ -76,10 +80,25 @@ class LiveBus:
         else:  # a commit made on another thread's loop
             self._loop.call_soon_threadsafe(self._local, ids)
 
+    def _claim_early(self, incident_id: uuid.UUID) -> bool:
+        """Whether a recent notification about this incident, already published, was this
+        commit's echo arriving first (it is then consumed)."""
+        times = self._early.get(incident_id)
+        horizon = time.monotonic() - ECHO_WINDOW
+        while times and times[0] < horizon:
+            times.popleft()
+        if not times:
+            self._early.pop(incident_id, None)
+            return False
+        times.popleft()
+        return True
+
     def _local(self, ids: list[uuid.UUID]) -> None:
+        fresh = [i for i in ids if not (self._listening and self._claim_early(i))]
         if self._listening:
-            self._echoes.update(ids)
-        self.publish(ids)
+            self._echoes.update(fresh)
+        if fresh:
+            self.publish(fresh)
 
     def _notified(self, incident_id: uuid.UUID) -> None:
         if self._echoes[incident_id] > 0:
@@ -87,6 +106,7 @@ class LiveBus:
             if not self._echoes[incident_id]:
                 del self._echoes[incident_id]
             return  # our own commit, already published
+        self._early.setdefault(incident_id, deque()).append(time.monotonic())
         self.publish([incident_id])
 
     async def _listen(self, url: str) -> None:
@@ -112,6 +132,7 @@ class LiveBus:
                     # No echo comes while nobody listens: forget the ones expected.
                     self._listening = False
                     self._echoes.clear()
+                    self._early.clear()
                     with contextlib.suppress(Exception):
                         await connection.close()
             except asyncio.CancelledError:
