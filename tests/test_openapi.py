@@ -54,8 +54,10 @@ def test_every_error_response_is_a_problem_with_the_one_shared_schema():
             elif status == "204":
                 assert "content" not in response, (path, method)
             else:
-                # JSON, or for the situation report Markdown too (both documented).
-                assert set(response.get("content", {})) <= {"application/json", "text/markdown"}
+                # JSON, or for the situation report Markdown too (both documented), or
+                # Prometheus text for /metrics.
+                media = {"application/json", "text/markdown", "text/plain"}
+                assert set(response.get("content", {})) <= media
 
 
 def test_each_operation_declares_the_problems_its_route_can_give():
