@@ -33,7 +33,7 @@ from app.outbox.service import NewOutboxEvent
 from app.priority.service import refresh_for_events
 from app.timeline import service as timeline
 from app.timeline.models import TimelineEvent
-from app.timeline.service import Actor, NewEvent
+from app.timeline.service import Actor, NewEvent, Recorded
 
 logger = logging.getLogger("rrg.events")
 
@@ -106,10 +106,10 @@ async def emit(
         new = Event(incident.id, actor, type_, data, at, incident.key, incident, new_chain)
     else:
         new = Event(incident, actor, type_, data, at)
-    return (await emit_many(session, [new]))[0]
+    return (await emit_many(session, [new]))[0].model()
 
 
-async def emit_many(session: AsyncSession, events: Sequence[Event]) -> list[TimelineEvent]:
+async def emit_many(session: AsyncSession, events: Sequence[Event]) -> list[Recorded]:
     """Announce changes (in order), in the caller's transaction, in bulk: one timeline
     append, one outbox insert and one NOTIFY statement whatever the number of events."""
     if not events:

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, ColumnElement, and_, func, insert, literal, or_, select, update
+from sqlalchemy import Column, ColumnElement, and_, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
@@ -54,15 +54,16 @@ from app.incidents.models import Incident, IncidentParticipant
 from app.incidents.service import may_triage
 from app.incidents.states import INCIDENT_LIFECYCLE
 from app.incidents.visibility import visible_pairs
+from app.kit import bulk
 from app.metrics import SWEEP_FAILURES
 from app.ministries.models import CO_LEAD_CODES, Ministry
-from app.notifications.models import Notification
+from app.notifications.service import NewNotice, notify_many
 from app.schemas import json_safe
 from app.timeline.service import SYSTEM
 
 logger = logging.getLogger("rrg.escalation")
 
-BATCH_SIZE = 500
+BATCH_SIZE = 2000
 TOP_ACTION_LEVEL = 3
 TOP_TRIAGE_LEVEL = 2
 # A kind of item gives up for this sweep once this many of its items could not be escalated
@@ -594,7 +595,9 @@ async def _write(
         return []
     visible, emails = await _visible_recipients(session, pending)
     records: list[EscalationRecord] = []
-    ledger, notifications, events = [], [], []
+    ledger: list[dict[str, Any]] = []
+    notices: list[NewNotice] = []
+    events: list[Event] = []
     for p in pending:
         recipients = list(
             dict.fromkeys(
@@ -615,21 +618,9 @@ async def _write(
         )
         data = {**p.data, "recipients": recipients}
         events.append(Event(p.incident_id, SYSTEM, p.event_type, data, now, p.incident_key))
-        title = _title(p)
         # The same for every recipient (built once); who else was told stays on the timeline.
         payload = json_safe(p.data | {"incident_key": p.incident_key, "item_type": p.item_type})
-        for uid in recipients:
-            notifications.append(
-                {
-                    "id": uuid.uuid4(),
-                    "user_id": uid,
-                    "incident_id": p.incident_id,
-                    "type": p.event_type,
-                    "title": title,
-                    "data": payload,
-                    "created_at": now,
-                }
-            )
+        notices.append(NewNotice(recipients, p.incident_id, p.event_type, _title(p), payload, now))
         records.append(
             EscalationRecord(
                 p.item_type,
@@ -641,10 +632,9 @@ async def _write(
                 tuple(emails[uid] for uid in recipients),
             )
         )
-    await session.execute(insert(table_of(Escalation)), ledger)
+    await bulk.insert_rows(session, table_of(Escalation), ledger)
     await emit_many(session, events)
-    if notifications:
-        await session.execute(insert(table_of(Notification)), notifications)
+    await notify_many(session, notices)
     await BEFORE_COMMIT(session)
     return records
 

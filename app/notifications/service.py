@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, func, or_, select, update
+from sqlalchemy import ColumnElement, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import clock
 from app.auth.models import User
+from app.db import table_of
 from app.errors import NotFound
 from app.incidents.models import Incident
 from app.incidents.visibility import visible_to
+from app.kit import bulk
 from app.kit.pagination import Key, Order, paginate
 from app.notifications.models import Notification
 
@@ -78,3 +85,77 @@ async def unread_count(session: AsyncSession, user: User) -> int:
         .where(*_mine(user), Notification.read_at.is_(None))
     )
     return int(count or 0)
+
+
+@dataclass(frozen=True)
+class NewNotice:
+    """One notice for several users: each gets a notification with this title and data."""
+
+    recipients: Sequence[uuid.UUID]
+    incident_id: uuid.UUID | None
+    type: str
+    title: str
+    data: dict[str, Any]
+    created_at: datetime
+
+
+# The notices travel once each, with the slice of the recipients array that is theirs; the
+# server makes one row per recipient (thousands per sweep batch, one statement).
+_FAN_OUT = text(
+    "INSERT INTO notifications (id, user_id, incident_id, type, title, data, created_at) "
+    "SELECT gen_random_uuid(), r.user_id, n.incident_id, n.type, n.title, "
+    "n.data, n.created_at "
+    "FROM unnest(CAST(:incident_ids AS UUID[]), CAST(:types AS TEXT[]), "
+    "CAST(:titles AS TEXT[]), CAST(:data AS JSONB[]), CAST(:created AS TIMESTAMPTZ[]), "
+    "CAST(:lo AS INTEGER[]), CAST(:hi AS INTEGER[])) "
+    "AS n(incident_id, type, title, data, created_at, lo, hi) "
+    "CROSS JOIN LATERAL unnest((CAST(:users AS UUID[]))[n.lo:n.hi]) AS r(user_id)"
+)
+
+
+async def notify_many(session: AsyncSession, notices: Sequence[NewNotice]) -> int:
+    """Write each notice's notifications in the caller's transaction, in one statement;
+    returns how many."""
+    notices = [n for n in notices if n.recipients]
+    total = sum(len(n.recipients) for n in notices)
+    if not total:
+        return 0
+    if not bulk.is_postgresql(session):
+        await session.execute(
+            insert(table_of(Notification)),
+            [
+                {
+                    "id": uuid.uuid4(),
+                    "user_id": uid,
+                    "incident_id": n.incident_id,
+                    "type": n.type,
+                    "title": n.title,
+                    "data": n.data,
+                    "created_at": n.created_at,
+                }
+                for n in notices
+                for uid in n.recipients
+            ],
+        )
+        return total
+    users: list[uuid.UUID] = []
+    lo: list[int] = []
+    hi: list[int] = []
+    for n in notices:
+        lo.append(len(users) + 1)  # PostgreSQL arrays count from 1, slices include both ends
+        users.extend(n.recipients)
+        hi.append(len(users))
+    await session.execute(
+        _FAN_OUT,
+        {
+            "incident_ids": [n.incident_id for n in notices],
+            "types": [n.type for n in notices],
+            "titles": [n.title for n in notices],
+            "data": [json.dumps(n.data) for n in notices],
+            "created": [n.created_at for n in notices],
+            "lo": lo,
+            "hi": hi,
+            "users": users,
+        },
+    )
+    return total

@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, inspect, select
+from sqlalchemy import inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import clock, signals
 from app.db import table_of
 from app.incidents.models import Incident
+from app.kit import bulk
 from app.outbox.models import OutboxEvent
 from app.webhooks import fanout
 from app.webhooks.payloads import PAYLOADS, check_payload
@@ -90,6 +91,6 @@ async def emit_many(
                 "subscription_id": e.subscription_id,
             }
         )
-    await session.execute(insert(table_of(OutboxEvent)), values)
+    await bulk.insert_rows(session, table_of(OutboxEvent), values)
     signals.announce(session, deliveries=await fanout.queue_deliveries(session, values))
     return [e["id"] for e in values]

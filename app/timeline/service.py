@@ -16,11 +16,11 @@ import hmac
 import json
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
@@ -29,6 +29,7 @@ from app import clock
 from app.auth.service import Principal
 from app.db import AUDIT_KEY_INFO, table_of
 from app.incidents.models import Incident
+from app.kit import bulk
 from app.kit.pagination import Key, Order, paginate
 from app.schemas import json_safe
 from app.timeline.models import TimelineEvent
@@ -90,7 +91,29 @@ def keyed_hash(key: bytes, message: bytes) -> str:
     return hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
-def message_of(event: TimelineEvent) -> bytes:
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """An event as appended: the row written, without an ORM object (a sweep appends
+    thousands at a time, and building mapped instances would cost more than the insert)."""
+
+    id: uuid.UUID
+    incident_id: uuid.UUID
+    seq: int
+    at: datetime
+    actor_kind: str
+    actor_user_id: uuid.UUID | None
+    actor_token_id: uuid.UUID | None
+    type: str
+    data: dict[str, Any]
+    prev_hash: str
+    hash: str = ""
+
+    def model(self) -> TimelineEvent:
+        """The event as a (transient) mapped instance, for presenting it."""
+        return TimelineEvent(**{c: getattr(self, c) for c in _EVENT_COLUMNS})
+
+
+def message_of(event: TimelineEvent | Recorded) -> bytes:
     return chain_message(
         prev_hash=event.prev_hash,
         incident_id=event.incident_id,
@@ -126,7 +149,7 @@ class NewEvent:
     new_chain: bool = False
 
 
-async def record_many(session: AsyncSession, new_events: Sequence[NewEvent]) -> list[TimelineEvent]:
+async def record_many(session: AsyncSession, new_events: Sequence[NewEvent]) -> list[Recorded]:
     """Append events (in order) to their incidents' chains, in the caller's transaction
     (write paths call ``app.events.emit``, which calls this).
 
@@ -155,10 +178,10 @@ async def record_many(session: AsyncSession, new_events: Sequence[NewEvent]) -> 
     secret = audit_key(session)
     now = clock.now()
     active: dict[uuid.UUID, datetime] = {}
-    events: list[TimelineEvent] = []
+    events: list[Recorded] = []
     for new in new_events:
         seq, prev_hash = heads[new.incident_id]
-        event = TimelineEvent(
+        event = Recorded(
             id=uuid.uuid4(),
             incident_id=new.incident_id,
             seq=seq + 1,
@@ -170,21 +193,22 @@ async def record_many(session: AsyncSession, new_events: Sequence[NewEvent]) -> 
             data=json_safe(new.data),
             prev_hash=prev_hash,
         )
-        event.hash = keyed_hash(secret, message_of(event))
+        event = replace(event, hash=keyed_hash(secret, message_of(event)))
         heads[new.incident_id] = (event.seq, event.hash)
         if new.actor.kind != "system":
             active[new.incident_id] = event.at
         events.append(event)
     # A bulk insert (no unit-of-work bookkeeping): sweeps append thousands at a time.
-    await session.execute(
-        insert(table_of(TimelineEvent)),
+    await bulk.insert_rows(
+        session,
+        table_of(TimelineEvent),
         [{c: getattr(e, c) for c in _EVENT_COLUMNS} for e in events],
     )
-    # One executemany per shape: the heads, and the heads plus people's activity.
+    # One statement per shape: the heads, and the heads plus people's activity.
     for with_activity in (False, True):
         rows = [
             {
-                "b_id": incident_id,
+                "id": incident_id,
                 "event_count": heads[incident_id][0],
                 "last_event_hash": heads[incident_id][1],
                 "updated_at": now,
@@ -194,7 +218,7 @@ async def record_many(session: AsyncSession, new_events: Sequence[NewEvent]) -> 
             if (incident_id in active) == with_activity
         ]
         if rows:
-            await session.execute(_heads_update, rows)
+            await bulk.update_rows(session, _incidents, "id", rows)
             _refresh_held(session, rows)
     await session.flush()
     return events
@@ -206,7 +230,6 @@ _heads_query = (
     .order_by(_incidents.c.id)
     .with_for_update(key_share=True)
 )
-_heads_update = update(_incidents).where(_incidents.c.id == bindparam("b_id"))
 
 
 def _refresh_held(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
@@ -214,11 +237,11 @@ def _refresh_held(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None
     them), so callers present them without reading them back."""
     identity_map = session.sync_session.identity_map
     for row in rows:
-        incident = identity_map.get(identity_key(Incident, row["b_id"]))
+        incident = identity_map.get(identity_key(Incident, row["id"]))
         if incident is None:
             continue
         for name, value in row.items():
-            if name != "b_id":
+            if name != "id":
                 set_committed_value(incident, name, value)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from app.db import Database
 from app.escalation import sweep as sweep_module
@@ -121,6 +121,44 @@ async def test_action_ladder_emits_each_level_once(
         ("action.escalated", 1)
     ]
     assert incident["key"] in inbox.json()["items"][0]["title"]
+
+
+async def test_a_sweep_batch_costs_the_same_statements_whatever_its_size(
+    client: httpx.AsyncClient, db: Database, frozen: Clock, team: Team
+):
+    """Everything a batch writes is set-based: escalating four actions on two incidents
+    takes exactly the statements that escalating one does. On PostgreSQL an executemany
+    counts once per row (the server runs the statement for each); SQLite runs it in
+    process."""
+    due = T0 + DAY
+    per_row = db.engine.dialect.name == "postgresql"
+
+    async def statements_of_sweep(at: Any) -> tuple[int, int]:
+        seen: list[str] = []
+
+        def count(_c: Any, _k: Any, statement: str, params: Any, _x: Any, many: bool) -> None:
+            seen.extend([statement] * (len(params) if many and per_row else 1))
+
+        engine = db.engine.sync_engine
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            report = await sweep(db, at)
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+        return len(report.escalations), len(seen)
+
+    first = await open_incident(client, team)
+    await approved_action(client, team, first, due_at=due)
+    one = await statements_of_sweep(due)
+    second = await open_incident(client, team)
+    later = due + HOUR
+    for incident in (first, first, second, second):
+        await approved_action(client, team, incident, due_at=later)
+    four = await statements_of_sweep(later)
+    assert (one[0], four[0]) == (1, 4)
+    assert four[1] == one[1]
+    found = await consistent_trail(db)
+    assert len(found.notifications) == 5 * 3  # assignee and both owners, each time
 
 
 async def test_joint_action_level_2_goes_to_the_leads_of_both_ministries(

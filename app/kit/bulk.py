@@ -1,0 +1,132 @@
+"""Bulk writes in one statement whatever their size.
+
+On PostgreSQL, rows travel as one array per column and the server unpacks them
+(``INSERT … SELECT … FROM unnest(…)``, ``UPDATE … FROM unnest(…)``): one statement, one
+plan, one execution, where an executemany runs the statement once per row. Elsewhere
+(SQLite, in-process) an executemany is already cheap and is used as is.
+
+Values are passed as the database driver takes them (no SQLAlchemy type processing):
+aware datetimes, UUIDs, and JSON columns as the Python values to serialise.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import JSON, Table, TextClause, bindparam, insert, text, update
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.asyncio import AsyncSession
+
+_PG = postgresql.dialect()  # type: ignore[no-untyped-call]
+
+
+def is_postgresql(session: AsyncSession) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def _is_json(table: Table, name: str) -> bool:
+    return isinstance(table.c[name].type.dialect_impl(_PG), JSON)
+
+
+def _array_type(table: Table, name: str) -> str:
+    """The PostgreSQL array type a column's values travel in."""
+    return f"{table.c[name].type.compile(dialect=_PG)}[]"
+
+
+def _value(table: Table, name: str) -> Any:
+    """How a value travels: JSON as its text (the driver's JSONB codec takes text)."""
+    if _is_json(table, name):
+        return lambda v: None if v is None else json.dumps(v)
+    return lambda v: v
+
+
+@lru_cache(maxsize=64)
+def _insert_sql(table: Table, columns: tuple[str, ...]) -> TextClause:
+    quote = _PG.identifier_preparer.quote
+    names = ", ".join(quote(c) for c in columns)
+    picked = ", ".join(f"bulk.{quote(c)}" for c in columns)
+    arrays = ", ".join(f"CAST(:p{n} AS {_array_type(table, c)})" for n, c in enumerate(columns))
+    # Identifiers come from the table's metadata, values only ever as bound arrays.
+    return text(
+        f"INSERT INTO {quote(table.name)} ({names}) SELECT {picked} "  # noqa: S608
+        f"FROM unnest({arrays}) AS bulk({names})"
+    )
+
+
+def columns_of(table: Table, rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
+    """The rows as one list per column (every row has the same keys)."""
+    names = list(rows[0])
+    out: dict[str, list[Any]] = {}
+    for name in names:
+        convert = _value(table, name)
+        out[name] = [convert(row[name]) for row in rows]
+    return out
+
+
+async def insert_rows(session: AsyncSession, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert rows (dicts with the same keys) in one statement."""
+    if not rows:
+        return
+    if not is_postgresql(session):
+        await session.execute(insert(table), list(rows))
+        return
+    driver = await _driver_connection(session)
+    if driver is not None:
+        names = list(rows[0])
+        convert = [_value(table, name) for name in names]
+        await driver.copy_records_to_table(
+            table.name,
+            records=[tuple(f(row[n]) for f, n in zip(convert, names, strict=True)) for row in rows],
+            columns=names,
+        )
+        return
+    columns = columns_of(table, rows)
+    statement = _insert_sql(table, tuple(columns))
+    await session.execute(statement, {f"p{n}": values for n, values in enumerate(columns.values())})
+
+
+async def _driver_connection(session: AsyncSession) -> Any:
+    """The asyncpg connection under the session, when its transaction has begun (COPY then
+    runs inside it; before that it would run, and commit, on its own)."""
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    driver = raw.driver_connection
+    if driver is None or not driver.is_in_transaction():
+        return None
+    return driver
+
+
+@lru_cache(maxsize=64)
+def _update_sql(table: Table, key: str, columns: tuple[str, ...]) -> TextClause:
+    quote = _PG.identifier_preparer.quote
+    every = (key, *columns)
+    names = ", ".join(quote(c) for c in every)
+    sets = ", ".join(f"{quote(c)} = bulk.{quote(c)}" for c in columns)
+    arrays = ", ".join(f"CAST(:p{n} AS {_array_type(table, c)})" for n, c in enumerate(every))
+    t = quote(table.name)
+    return text(
+        f"UPDATE {t} SET {sets} FROM unnest({arrays}) AS bulk({names}) "  # noqa: S608
+        f"WHERE {t}.{quote(key)} = bulk.{quote(key)}"
+    )
+
+
+async def update_rows(
+    session: AsyncSession, table: Table, key: str, rows: Sequence[dict[str, Any]]
+) -> None:
+    """Update rows by ``key`` (each dict holds the key and the same columns to set), in
+    one statement."""
+    if not rows:
+        return
+    if not is_postgresql(session):
+        await session.execute(
+            update(table).where(table.c[key] == bindparam("b_key")),
+            [{("b_key" if k == key else k): v for k, v in row.items()} for row in rows],
+        )
+        return
+    columns = columns_of(table, rows)
+    statement = _update_sql(table, key, tuple(c for c in columns if c != key))
+    ordered = [columns[key], *(v for c, v in columns.items() if c != key)]
+    await session.execute(statement, {f"p{n}": values for n, values in enumerate(ordered)})
