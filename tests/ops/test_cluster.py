@@ -41,15 +41,10 @@ from tests.incidents.helpers import report
 from tests.webhooks.helpers import subscribe
 from tests.webhooks.receiver import Receiver
 
-pytestmark = [pytest.mark.soak, pytest.mark.slow]
+# Replicas share one PostgreSQL: the cluster runs on it alone.
+pytestmark = [pytest.mark.soak, pytest.mark.slow, pytest.mark.postgresql_only]
 
 HOOK = "/cluster"
-
-
-@pytest.fixture
-def postgres_only(backend: str) -> None:
-    if backend != "postgresql":
-        pytest.skip("replicas share one PostgreSQL")
 
 
 ClusterFactory = Callable[..., Cluster]
@@ -57,7 +52,7 @@ ClusterFactory = Callable[..., Cluster]
 
 @pytest.fixture
 async def make_cluster(
-    postgres_only: None, database_url: str, settings: Settings, tmp_path: Path
+    database_url: str, settings: Settings, tmp_path: Path
 ) -> AsyncIterator[ClusterFactory]:
     made: list[Cluster] = []
 

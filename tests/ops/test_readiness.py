@@ -18,14 +18,9 @@ from tests.ops.helpers import TcpProxy
 from tests.webhooks.helpers import incident
 
 
-@pytest.fixture
-def postgres_only(backend: str) -> None:
-    if backend != "postgresql":
-        pytest.skip("the database is a separate server only on PostgreSQL")
-
-
+@pytest.mark.postgresql_only  # the database is a separate server only on PostgreSQL
 async def test_readyz_is_503_while_the_database_is_unreachable_and_200_after(
-    postgres_only: None, settings: Settings, db: Database, make_actor: MakeActor
+    settings: Settings, db: Database, make_actor: MakeActor
 ):
     target = make_url(settings.database_url)
     proxy = TcpProxy(target.host or "127.0.0.1", target.port or 5432)

@@ -153,11 +153,10 @@ async def test_a_stream_resumes_after_the_last_event_it_saw(
         await client.aclose()
 
 
+@pytest.mark.postgresql_only  # SQLite serves one process; LISTEN/NOTIFY is PostgreSQL's
 async def test_changes_committed_by_another_process_arrive_through_listen(
-    live_server: str, make_actor: MakeActor, db: Database, backend: str
+    live_server: str, make_actor: MakeActor, db: Database
 ):
-    if backend != "postgresql":
-        pytest.skip("SQLite serves one process; LISTEN/NOTIFY is PostgreSQL's")
     lead = await make_actor("lead", "DOE", password=PASSWORD)
     client = await _web_client(live_server, lead)
     try:
