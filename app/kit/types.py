@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
 from pydantic import (
@@ -72,6 +72,33 @@ Timestamp = Annotated[
     WithJsonSchema(timestamp_schema()),
 ]
 """A time the API accepts (body, query): aware, in range, returned as UTC."""
+
+DATE_RANGE = f"a date (YYYY-MM-DD) in the years {EARLIEST_YEAR} to {LATEST_YEAR}"
+DATE_PATTERN = r"^(19|20)[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
+_DATE = re.compile(DATE_PATTERN)
+
+
+def _date_text(value: Any) -> Any:
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value  # from Python callers (CSV import, demo, tests)
+    if not isinstance(value, str) or not _DATE.match(value):
+        raise ValueError(f"must be {DATE_RANGE}")
+    return value
+
+
+def _date_in_range(value: date) -> date:
+    if not EARLIEST_YEAR <= value.year <= LATEST_YEAR:
+        raise ValueError(f"must be {DATE_RANGE}")
+    return value
+
+
+CalendarDate = Annotated[
+    date,
+    BeforeValidator(_date_text),
+    AfterValidator(_date_in_range),
+    WithJsonSchema({"type": "string", "format": "date", "pattern": DATE_PATTERN}),
+]
+"""A calendar date the API accepts: written YYYY-MM-DD, in the same years as a Timestamp."""
 
 # --- links -------------------------------------------------------------------------------
 

@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
 from app.countries import CountryCode
 from app.incidents.schemas import Source, UserRef
 from app.incidents.vocabulary import Sector
+from app.kit.types import CalendarDate
 from app.minerals.schemas import MineralOut
 from app.schemas import InputModel
 
@@ -15,7 +16,6 @@ from app.schemas import InputModel
 Percent = Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]
 Tonnes = Annotated[float, Field(ge=0, le=1e12, allow_inf_nan=False)]
 Days = Annotated[float, Field(ge=0, le=36_500, allow_inf_nan=False)]
-AS_OF_RANGE = (date(1900, 1, 1), date(2100, 12, 31))
 # Shares may add up to a hair over 100 through rounding in the source statistics.
 SHARE_SUM_TOLERANCE = 1e-6
 
@@ -28,7 +28,7 @@ class SupplierShare(InputModel):
 class ProfileIn(InputModel):
     """One version of a dependency profile (the whole profile: PUT replaces it)."""
 
-    as_of: date = Field(description="The date the figures describe")
+    as_of: CalendarDate = Field(description="The date the figures describe")
     net_import_reliance_pct: Percent
     consumption_tonnes_per_year: Tonnes
     suppliers: list[SupplierShare] = Field(
@@ -44,21 +44,6 @@ class ProfileIn(InputModel):
         default=False, description="Figures made up for a demonstration, not official statistics"
     )
     note: Annotated[str, Field(max_length=2000)] = ""
-
-    @field_validator("as_of", mode="before")
-    @classmethod
-    def _as_of_is_a_date(cls, value: Any) -> Any:
-        if not isinstance(value, (str, date)) or isinstance(value, datetime):
-            raise ValueError("must be a date (YYYY-MM-DD)")
-        return value
-
-    @field_validator("as_of")
-    @classmethod
-    def _as_of_in_range(cls, value: date) -> date:
-        low, high = AS_OF_RANGE
-        if not low <= value <= high:
-            raise ValueError(f"must lie between {low} and {high}")
-        return value
 
     @field_validator("suppliers")
     @classmethod
