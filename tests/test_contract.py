@@ -48,11 +48,17 @@ SEMANTIC_FIELDS = {
     ("header", "Idempotency-Key"): "a key used before with another body (§8)",
     ("body", "email"): "an address on a special-use or reserved domain (`.test`)",
     ("body", "url"): "a webhook host that does not resolve, or not to a public address (§7)",
+    ("body", "components"): "priority weights that are all zero (their sum divides)",
+    ("body", "suppliers"): "a supplier country listed twice, or shares adding up above 100%",
     **{
         ("body", name): "policy durations out of order, or not whole minutes"
         for name in ("triage_within", "level2_after", "level3_after", "update_every")
     },
 }
+# RFC 6585: a missing precondition is 428 Precondition Required (SPEC §8). Where either of
+# two headers will do (If-Match to change, If-None-Match: * to create) both are optional in
+# the schema, which cannot say "one of": sending neither is refused by design.
+PRECONDITION_REQUIRED = 428
 # RFC 6585: a missing If-Match is 428 Precondition Required (SPEC §8).
 MISSING_HEADER_STATUSES = ["400", "401", "403", "406", "415", "422", "428"]
 
@@ -185,7 +191,7 @@ class ServerErrorRecorder:
 
 def refused_by_design(status: int, problem: Any) -> bool:
     """A schema-valid request refused for a reason its schema cannot state."""
-    if status == STALE_PRECONDITION:
+    if status in (STALE_PRECONDITION, PRECONDITION_REQUIRED):
         return True
     if status != 422 or not isinstance(problem, dict) or not problem.get("errors"):
         return False

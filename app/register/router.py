@@ -195,7 +195,10 @@ async def get_countries_of_concern(
     return out
 
 
-@router.put("/countries-of-concern/{ministry}")
+@router.put(
+    "/countries-of-concern/{ministry}",
+    responses=problem_responses({412: "If-Match does not hold", 428: "If-Match is missing"}),
+)
 async def put_countries_of_concern(
     ministry: str,
     data: ConcernListIn,
@@ -205,7 +208,8 @@ async def put_countries_of_concern(
     if_match: IfMatch = None,
 ) -> ConcernListOut:
     """Replace the ministry's list (its leads; If-Match: the list's ETag, ``"0"`` while it
-    was never set). Recorded, and every open incident's priority is recomputed."""
+    was never set). Recorded, and every open incident's priority is recomputed (by the
+    worker, within seconds, when there are more than 500)."""
     row, _ = await service.put_concern_list(session, principal, ministry, data.countries, if_match)
     (out,) = await present_concern_lists(session, {row.ministry_code: row})
     response.headers["ETag"] = etag(row.version)

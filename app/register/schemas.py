@@ -16,6 +16,7 @@ Percent = Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]
 Tonnes = Annotated[float, Field(ge=0, le=1e12, allow_inf_nan=False)]
 Days = Annotated[float, Field(ge=0, le=36_500, allow_inf_nan=False)]
 AS_OF_RANGE = (date(1900, 1, 1), date(2100, 12, 31))
+AS_OF_PATTERN = r"^(19[0-9]{2}|20[0-9]{2}|2100)-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
 # Shares may add up to a hair over 100 through rounding in the source statistics.
 SHARE_SUM_TOLERANCE = 1e-6
 
@@ -28,7 +29,10 @@ class SupplierShare(InputModel):
 class ProfileIn(InputModel):
     """One version of a dependency profile (the whole profile: PUT replaces it)."""
 
-    as_of: date = Field(description="The date the figures describe")
+    as_of: date = Field(
+        description="The date the figures describe, in the years 1900 to 2100",
+        json_schema_extra={"pattern": AS_OF_PATTERN},
+    )
     net_import_reliance_pct: Percent
     consumption_tonnes_per_year: Tonnes
     suppliers: list[SupplierShare] = Field(
@@ -168,7 +172,10 @@ class ImportedProfile(BaseModel):
 class ImportReport(BaseModel):
     imported: int
     profiles: list[ImportedProfile]
-    recomputed_incidents: int
+    recomputed_incidents: int = Field(
+        description="Open incidents whose priority was recomputed, or (when more than 500) "
+        "queued for the worker to recompute"
+    )
 
 
 class ImportProblem(BaseModel):
