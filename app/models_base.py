@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app import clock
-from app.errors import InvalidInput, PreconditionFailed
+from app.errors import PreconditionFailed
 
 
 def new_id() -> uuid.UUID:
@@ -38,14 +38,10 @@ def check_version(row: Versioned, expected: int) -> None:
         )
 
 
-def requested_changes(data: BaseModel, required: frozenset[str]) -> dict[str, Any]:
-    """The fields a PATCH body sets (omitted ones stay as they are); null is refused for
-    the fields that may not be cleared."""
-    changes = data.model_dump(exclude_unset=True)
-    for name in sorted(required & changes.keys()):
-        if changes[name] is None:
-            raise InvalidInput(name, "may not be null")
-    return changes
+def requested_changes(data: BaseModel) -> dict[str, Any]:
+    """The fields a PATCH body sets (omitted ones stay as they are). Null for a field that
+    may not be cleared was already refused by the body's ``InputModel.not_nullable``."""
+    return data.model_dump(exclude_unset=True)
 
 
 def apply_changes(row: object, values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -35,7 +35,6 @@ ROLES = ["admin", "viewer"]
 # Schema-valid requests the API refuses by design, because the rule depends on state or
 # on data that JSON Schema cannot see. Anything else schema-valid must be accepted.
 STALE_PRECONDITION = 412  # If-Match naming a version other than the current one (§8)
-PRECONDITION_REQUIRED = 428  # neither If-Match nor If-None-Match: * on a PUT that may create
 SEMANTIC_FIELDS = {
     ("query", "cursor"): "a cursor this server did not issue",
     ("body", "minerals"): "codes outside the catalogue (GET /minerals)",
@@ -56,6 +55,10 @@ SEMANTIC_FIELDS = {
         for name in ("triage_within", "level2_after", "level3_after", "update_every")
     },
 }
+# RFC 6585: a missing precondition is 428 Precondition Required (SPEC §8). Where either of
+# two headers will do (If-Match to change, If-None-Match: * to create) both are optional in
+# the schema, which cannot say "one of": sending neither is refused by design.
+PRECONDITION_REQUIRED = 428
 # RFC 6585: a missing If-Match is 428 Precondition Required (SPEC §8).
 MISSING_HEADER_STATUSES = ["400", "401", "403", "406", "415", "422", "428"]
 
@@ -188,11 +191,7 @@ class ServerErrorRecorder:
 
 def refused_by_design(status: int, problem: Any) -> bool:
     """A schema-valid request refused for a reason its schema cannot state."""
-    if status == STALE_PRECONDITION:
-        return True
-    if status == PRECONDITION_REQUIRED:
-        # A PUT that may create needs If-Match once the resource exists and If-None-Match: *
-        # before: both headers are optional in the schema, and one of them must be sent.
+    if status in (STALE_PRECONDITION, PRECONDITION_REQUIRED):
         return True
     if status != 422 or not isinstance(problem, dict) or not problem.get("errors"):
         return False

@@ -16,7 +16,6 @@ from app import clock
 from app.actions.models import Action, ActionApproval, is_open
 from app.actions.schemas import (
     MATERIAL_FIELDS,
-    REQUIRED_FIELDS,
     ActionCreate,
     ActionTransitionRequest,
     ActionUpdate,
@@ -24,13 +23,12 @@ from app.actions.schemas import (
 from app.actions.states import ACTION_LIFECYCLE, APPROVALS, TERMINAL, ActionFacts
 from app.actions.vocabulary import ministries_of
 from app.auth.models import User
-from app.auth.permissions import require
+from app.auth.permissions import is_owner, leads_owning_ministry, may_edit_action, require
 from app.auth.roles import at_least
 from app.auth.service import Principal
 from app.errors import Conflict, Forbidden, InvalidInput, NotFound, TransitionRefused
 from app.events import Event, emit, emit_many
 from app.incidents.models import Incident
-from app.incidents.service import is_owner
 from app.incidents.states import INCIDENT_LIFECYCLE, TAKES_ACTIONS
 from app.incidents.visibility import visible_pairs, visible_to
 from app.kit.pagination import Key, Order, paginate
@@ -41,11 +39,6 @@ from app.timeline.service import Actor
 
 def approvals_required(action: Action) -> tuple[str, ...]:
     return ministries_of(action.owning_ministry)
-
-
-def leads_owning_ministry(user: User, action: Action) -> bool:
-    """A lead (or admin) of the owning ministry; for JOINT, of either co-lead ministry."""
-    return at_least(user.role, "lead") and user.ministry.code in approvals_required(action)
 
 
 def is_overdue(action: Action, now: datetime | None = None) -> bool:
@@ -160,12 +153,6 @@ async def create(
     return await get_visible(session, user, action.id)
 
 
-def may_edit(user: User, action: Action) -> bool:
-    if leads_owning_ministry(user, action) or is_owner(user, action.incident):
-        return True
-    return action.status == "proposed" and user.id == action.created_by_id
-
-
 async def update(
     session: AsyncSession,
     principal: Principal,
@@ -175,7 +162,7 @@ async def update(
 ) -> Action:
     user = principal.user
     require(
-        may_edit(user, action),
+        may_edit_action(user, action),
         "Only leads of the owning ministry, incident owners "
         "and (while proposed) the proposer may edit an action",
     )
@@ -183,7 +170,7 @@ async def update(
     _require_workable_incident(action.incident)
     if action.status in TERMINAL:
         raise Conflict(f"The action is {action.status}")
-    changes = requested_changes(data, REQUIRED_FIELDS)
+    changes = requested_changes(data)
     if action.status != "proposed":
         if "owning_ministry" in changes:
             raise InvalidInput("owning_ministry", "can only change while the action is proposed")

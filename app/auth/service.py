@@ -164,19 +164,13 @@ async def create_user(session: AsyncSession, data: UserCreate, *, by: User | Non
     return user
 
 
-# What a PATCH may change but not clear.
-_REQUIRED_USER_FIELDS = frozenset(
-    {"display_name", "role", "language", "timezone", "co_chair", "active"}
-)
-
-
 async def update_user(
     session: AsyncSession, user_id: uuid.UUID, data: UserUpdate, *, by: User
 ) -> User:
     permissions.require(permissions.is_admin(by), "Managing users needs the admin role")
     user = await visible_user(session, by, user_id)
     _may_manage_in(by, user.ministry)
-    changes = requested_changes(data, _REQUIRED_USER_FIELDS)
+    changes = requested_changes(data)
     if "role" in changes:
         _may_grant(by, changes["role"])
     if "co_chair" in changes:

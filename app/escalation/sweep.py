@@ -45,13 +45,13 @@ from app import clock
 from app.actions.models import Action, is_open
 from app.actions.vocabulary import ministries_of
 from app.auth.models import User
+from app.auth.permissions import may_triage
 from app.db import Database, table_of
 from app.escalation import policies as policy_store
 from app.escalation.models import Escalation
 from app.escalation.policies import FALLBACK_SEVERITY, Policy
 from app.events import Event, emit_many
 from app.incidents.models import Incident, IncidentParticipant
-from app.incidents.service import may_triage
 from app.incidents.states import INCIDENT_LIFECYCLE
 from app.incidents.visibility import visible_pairs
 from app.kit import bulk

@@ -15,7 +15,12 @@ from sqlalchemy.orm.attributes import flag_modified
 
 from app import clock
 from app.auth.models import User
-from app.auth.permissions import require
+from app.auth.permissions import (
+    may_edit_incident,
+    may_name_participants,
+    may_triage,
+    require,
+)
 from app.auth.roles import at_least
 from app.auth.service import Principal
 from app.db import table_of
@@ -32,7 +37,6 @@ from app.incidents.models import (
 )
 from app.incidents.presenters import current_signoffs
 from app.incidents.schemas import (
-    REQUIRED_FIELDS,
     TRIAGE_FIELDS,
     IncidentCreate,
     IncidentUpdate,
@@ -59,34 +63,6 @@ def format_key(number: int) -> str:
 def _details() -> list[Any]:
     """What the write paths read from an incident besides its columns."""
     return [selectinload(Incident.mineral_links), selectinload(Incident.participant_links)]
-
-
-# --- who may do what ------------------------------------------------------------------
-
-
-def is_owner(user: User, incident: Incident) -> bool:
-    return user.id in (incident.doe_owner_id, incident.meti_owner_id)
-
-
-def may_triage(user: User, incident: Incident) -> bool:
-    """Leads of a co-lead ministry, admins and the incident's owners (SPEC §1)."""
-    if user.role == "admin" or is_owner(user, incident):
-        return True
-    return at_least(user.role, "lead") and user.ministry.is_co_lead
-
-
-def may_edit(user: User, incident: Incident) -> bool:
-    return may_triage(user, incident) or (
-        user.id == incident.reporter_id and at_least(user.role, "responder")
-    )
-
-
-def may_name_participants(user: User, incident: Incident) -> bool:
-    """The owners, leads (who got here, so may see it) and the reporter: on a RED
-    incident nobody else may see it, so the source decides who shares its report."""
-    return (
-        is_owner(user, incident) or at_least(user.role, "lead") or user.id == incident.reporter_id
-    )
 
 
 # --- reading ----------------------------------------------------------------------------
@@ -342,11 +318,12 @@ async def update_fields(
 ) -> Incident:
     user = principal.user
     require(
-        may_edit(user, incident), "Only the reporter, the owners and leads may edit an incident"
+        may_edit_incident(user, incident),
+        "Only the reporter, the owners and leads may edit an incident",
     )
     check_version(incident, expected)
     require_open(incident)
-    changes = requested_changes(data, REQUIRED_FIELDS)
+    changes = requested_changes(data)
     triage = TRIAGE_FIELDS & changes.keys()
     if triage:
         require(

@@ -41,6 +41,8 @@ class MinistryCreate(InputModel):
 
 
 class MinistryUpdate(InputModel):
+    not_nullable = frozenset({"name", "name_ja", "country", "timezone"})
+
     name: str | None = Field(default=None, min_length=1, max_length=200)
     name_ja: str | None = Field(default=None, min_length=1, max_length=200)
     country: str | None = Field(default=None, pattern=COUNTRY_PATTERN)

@@ -79,6 +79,6 @@ async def update_partner(
     permissions.require(
         not ministry.is_co_lead, f"{ministry.code} is a co-lead ministry; only partners change here"
     )
-    apply_changes(ministry, requested_changes(data, frozenset(MinistryUpdate.model_fields)))
+    apply_changes(ministry, requested_changes(data))
     await session.flush()
     return ministry

@@ -47,7 +47,8 @@ async def put_priority_weights(
     if_match: IfMatchRequired,
 ) -> WeightsOut:
     """Replace the weights (admins of DOE or METI; If-Match: the ETag read, ``"0"`` for the
-    defaults). Recorded; every open incident's priority is recomputed."""
+    defaults). Recorded; every open incident's priority is recomputed
+    (by the worker, within seconds, when there are more than 500)."""
     row, _ = await service.set_weights(
         session,
         principal,

@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app import clock
-from app.auth.models import User
+from app.auth import permissions
 from app.auth.service import Principal
 from app.db import Database, table_of
 from app.deps import check_preconditions
@@ -65,11 +65,6 @@ PRIORITY_FIELDS = frozenset(
 )
 
 
-def may_set_weights(user: User) -> bool:
-    """Admins of a co-lead ministry (SPEC §1)."""
-    return user.role == "admin" and user.ministry.is_co_lead
-
-
 def weights_of(row: PriorityWeights | None) -> Weights:
     if row is None:
         return Weights()
@@ -94,7 +89,7 @@ async def set_weights(
     """Replace the weights (If-Match: the version read), record the change and recompute
     every open incident. Returns the row and how many incidents were recomputed."""
     user = principal.user
-    if not may_set_weights(user):
+    if not permissions.may_set_weights(user):
         raise Forbidden("Only admins of a co-lead ministry may change the priority weights")
     if sum(float(new.components[c]) for c in COMPONENTS) <= 0:
         raise InvalidInput("components", "at least one weight must be positive")

@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.auth import permissions
 from app.auth.service import Principal
 from app.countries import CO_LEAD_COUNTRIES, PROFILE_COUNTRIES, is_country, ministry_of
 from app.errors import AppError, Forbidden
@@ -258,7 +259,7 @@ async def import_csv(
             f"{r.profile.country} profiles",
         )
         for r in rows
-        if not service.may_keep_profiles(principal.user, r.profile.country)
+        if not permissions.may_keep_profiles(principal.user, r.profile.country)
     ]
     if forbidden:
         raise Forbidden(

@@ -34,7 +34,6 @@ router = APIRouter(prefix="/api/v1", tags=["register"])
 
 PUT_RESPONSES: dict[int | str, dict[str, Any]] = {
     201: {"description": "The first version was created", "model": ProfileOut},
-    **problem_responses({412: "If-Match or If-None-Match does not hold", 428: "Neither was sent"}),
 }
 CSV_MEDIA_TYPE = "text/csv"
 
@@ -205,7 +204,8 @@ async def put_countries_of_concern(
     if_match: IfMatchRequired,
 ) -> ConcernListOut:
     """Replace the ministry's list (its leads; If-Match: the list's ETag, ``"0"`` while it
-    was never set). Recorded, and every open incident's priority is recomputed."""
+    was never set). Recorded, and every open incident's priority is recomputed (by the
+    worker, within seconds, when there are more than 500)."""
     row, _ = await service.put_concern_list(session, principal, ministry, data.countries, if_match)
     (out,) = await present_concern_lists(session, {row.ministry_code: row})
     response.headers["ETag"] = etag(row.version)

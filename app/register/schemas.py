@@ -153,7 +153,10 @@ class ImportedProfile(BaseModel):
 class ImportReport(BaseModel):
     imported: int
     profiles: list[ImportedProfile]
-    recomputed_incidents: int
+    recomputed_incidents: int = Field(
+        description="Open incidents whose priority was recomputed, or (when more than 500) "
+        "queued for the worker to recompute"
+    )
 
 
 class ImportProblem(BaseModel):

@@ -15,8 +15,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import clock
+from app.auth import permissions
 from app.auth.models import User
-from app.auth.roles import at_least
 from app.auth.service import Principal
 from app.countries import CO_LEAD_COUNTRIES, PROFILE_COUNTRIES, is_country, ministry_of
 from app.deps import check_preconditions
@@ -31,18 +31,8 @@ from app.register.schemas import ProfileIn
 # --- who may do what ------------------------------------------------------------------
 
 
-def is_lead_of(user: User, ministry: str) -> bool:
-    """A lead (or admin) of this ministry."""
-    return at_least(user.role, "lead") and user.ministry.code == ministry
-
-
-def may_keep_profiles(user: User, country: str) -> bool:
-    """Profiles of a country are kept by the leads of its ministry (US: DOE, JP: METI)."""
-    return is_lead_of(user, ministry_of(country))
-
-
 def require_profile_keeper(user: User, country: str) -> None:
-    if not may_keep_profiles(user, country):
+    if not permissions.may_keep_profiles(user, country):
         raise Forbidden(f"Only leads of {ministry_of(country)} may change the {country} profiles")
 
 
@@ -246,7 +236,7 @@ async def put_concern_list(
     never set), record the change and recompute every open incident."""
     user = principal.user
     ministry = co_lead_ministry(ministry)
-    if not is_lead_of(user, ministry):
+    if not permissions.may_keep_concern_list(user, ministry):
         raise Forbidden(f"Only leads of {ministry} may change its countries of concern")
     row = await session.get(ConcernList, ministry, with_for_update=True)
     before = list(row.countries) if row else []

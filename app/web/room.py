@@ -22,6 +22,7 @@ from app.actions.states import ACTION_LIFECYCLE, APPROVALS
 from app.actions.vocabulary import KINDS, OWNING_MINISTRIES, PRIORITIES
 from app.auth import service as auth_service
 from app.auth.models import User
+from app.auth.permissions import may_name_participants, may_triage
 from app.auth.roles import at_least
 from app.deps import get_database
 from app.errors import AppError, NotFound
@@ -77,7 +78,7 @@ def _inputs_of(guards: tuple[Guard[Any], ...]) -> list[str]:
 
 async def incident_moves(session: AsyncSession, user: User, incident: Incident) -> list[Move]:
     facts = await incidents.facts(session, user, incident, None)
-    may = incidents.may_triage(user, incident)
+    may = may_triage(user, incident)
     moves = []
     for target in INCIDENT_LIFECYCLE.targets(incident.status):
         unmet = INCIDENT_LIFECYCLE.unmet(incident.status, target, facts)
@@ -131,14 +132,14 @@ async def room_context(session: AsyncSession, web: WebPrincipal, key: str) -> di
         session, incident.id, limit=TIMELINE_LIMIT, cursor=None, types=None
     )
     refs = await user_refs(session, (e.actor_user_id for e in events))
-    triage = incidents.may_triage(user, incident)
+    triage = may_triage(user, incident)
     open_ = incident.status not in INCIDENT_LIFECYCLE.terminal
     owners = (
         {m: await _people(session, user, m, OWNER_ROLES) for m in CO_LEAD_CODES}
         if triage and open_
         else {}
     )
-    names_people = incidents.may_name_participants(user, incident) and open_
+    names_people = may_name_participants(user, incident) and open_
     proposes = at_least(user.role, "responder") and incident.status in TAKES_ACTIONS
     signed = {s.ministry for s in shown.signoffs}
     ministry = user.ministry.code

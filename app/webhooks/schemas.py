@@ -53,6 +53,9 @@ class SubscriptionCreate(InputModel):
 
 
 class SubscriptionUpdate(InputModel):
+    # min_severity may be cleared (null: every severity); the rest may not.
+    not_nullable = frozenset({"url", "event_types", "max_tlp", "description", "active"})
+
     url: Url | None = None
     event_types: EventTypes | None = None
     min_severity: Severity | None = None

@@ -15,6 +15,7 @@ from sqlalchemy import ColumnElement, Select, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import clock, signals
+from app.auth import permissions
 from app.auth.models import User
 from app.auth.service import Principal
 from app.db import table_of
@@ -28,7 +29,6 @@ from app.outbox.models import OutboxEvent
 from app.outbox.service import NewOutboxEvent, emit_many
 from app.webhooks.egress import EgressPolicy, EgressRefused, Resolver, check_destination
 from app.webhooks.models import Attempt, Delivery, Subscription
-from app.webhooks.permissions import manageable_by, may_manage
 from app.webhooks.schemas import SubscriptionCreate, SubscriptionUpdate
 from app.webhooks.secrets import SecretBox, new_secret
 from app.webhooks.vocabulary import ROTATION_OVERLAP
@@ -58,7 +58,7 @@ def _subscriptions(user: User) -> Select[Subscription, str]:
     return (
         select(Subscription, Ministry.code)
         .join(Ministry, Ministry.id == Subscription.ministry_id)
-        .where(manageable_by(user))
+        .where(permissions.webhooks_managed_by(user, Subscription.ministry_id))
     )
 
 
@@ -94,7 +94,7 @@ async def create_subscription(
     user = principal.user
     await check_url(egress, data.url)  # resolves the host: before the transaction starts
     ministry = user.ministry if data.ministry is None else await get_by_code(session, data.ministry)
-    if not may_manage(user, ministry):
+    if not permissions.manages_webhooks_of(user, ministry):
         raise Forbidden(f"You may not manage the webhook subscriptions of {ministry.code}")
     now = clock.now()
     secret = new_secret()
@@ -117,9 +117,6 @@ async def create_subscription(
     return subscription, ministry.code, secret
 
 
-NOT_NULL = frozenset({"url", "event_types", "max_tlp", "description", "active"})
-
-
 async def update_subscription(
     session: AsyncSession,
     subscription: Subscription,
@@ -128,7 +125,7 @@ async def update_subscription(
     egress: Egress,
 ) -> Subscription:
     """Change a subscription the caller may manage (see ``get_subscription``)."""
-    changes = requested_changes(data, NOT_NULL)
+    changes = requested_changes(data)
     if changes.get("url") is not None:
         await check_url(egress, changes["url"])
     check_version(subscription, expected_version)
@@ -249,7 +246,7 @@ def _deliveries(user: User) -> Select[Delivery, uuid.UUID | None]:
         select(Delivery, OutboxEvent.incident_id)
         .join(Subscription, Subscription.id == Delivery.subscription_id)
         .join(OutboxEvent, OutboxEvent.id == Delivery.outbox_event_id)
-        .where(manageable_by(user))
+        .where(permissions.webhooks_managed_by(user, Subscription.ministry_id))
     )
 
 
