@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from pydantic import SecretStr
@@ -277,16 +278,29 @@ class QueryCounter:
 
 
 @pytest.fixture
-def count_queries(db: Database) -> Iterator[Callable[[], QueryCounter]]:
-    """Start counting SQL statements sent by the engine: ``counter = count_queries()``."""
+def count_queries(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[[], QueryCounter]]:
+    """Start counting SQL statements sent by the engine: ``counter = count_queries()``.
+    A ``COPY`` sent on the driver connection (PostgreSQL bulk writes) counts as one."""
     counters: list[QueryCounter] = []
 
-    def on_execute(*args: Any) -> None:
+    def note(statement: str) -> None:
         for c in counters:
             c.count += 1
             assert c.statements is not None
-            c.statements.append(str(args[2]))
+            c.statements.append(statement)
 
+    def on_execute(*args: Any) -> None:
+        note(str(args[2]))
+
+    copy = asyncpg.Connection.copy_records_to_table
+
+    async def counted_copy(self: Any, table_name: str, **kwargs: Any) -> Any:
+        note(f"COPY {table_name}")
+        return await copy(self, table_name, **kwargs)
+
+    monkeypatch.setattr(asyncpg.Connection, "copy_records_to_table", counted_copy)
     event.listen(db.engine.sync_engine, "before_cursor_execute", on_execute)
 
     def start() -> QueryCounter:

@@ -22,8 +22,8 @@ from app.web.forms import errors_of, optional, status_of
 from app.web.security import WebPrincipal, WebUser
 from app.web.templating import gettext_for, language_of, render
 from app.webhooks import service as webhooks
+from app.webhooks.router import get_box, get_egress
 from app.webhooks.schemas import SubscriptionCreate
-from app.webhooks.secrets import SecretBox
 
 router = APIRouter(prefix="/admin")
 PAGE = 100
@@ -32,16 +32,6 @@ NO_STORE = {"Cache-Control": "no-store"}  # a page showing a secret is never cac
 
 def _lead(web: WebPrincipal) -> None:
     require(at_least(web.user.role, "lead"), "Webhook subscriptions are managed by leads")
-
-
-def _box(request: Request) -> SecretBox:
-    box: SecretBox = request.app.state.webhook_box
-    return box
-
-
-def _egress(request: Request) -> webhooks.Egress:
-    egress: webhooks.Egress = request.app.state.webhook_egress
-    return egress
 
 
 @router.get("/users")
@@ -112,7 +102,7 @@ async def create_subscription(
         data = SubscriptionCreate.model_validate(form)
         async with get_database(request).unit_of_work() as session:
             _, _, secret = await webhooks.create_subscription(
-                session, web.principal, data, _box(request), _egress(request)
+                session, web.principal, data, get_box(request), get_egress(request)
             )
     except (AppError, ValidationError) as exc:
         _ = gettext_for(language_of(request, web))
@@ -128,7 +118,7 @@ async def rotate(request: Request, web: WebUser, subscription_id: uuid.UUID) -> 
     _lead(web)
     async with get_database(request).unit_of_work() as session:
         secret, _ = await webhooks.rotate_secret(
-            session, web.principal, subscription_id, _box(request)
+            session, web.principal, subscription_id, get_box(request)
         )
     return await _webhooks_page(request, web, secret=secret)
 
