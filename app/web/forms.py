@@ -6,10 +6,29 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from app.errors import AppError, InvalidInput, TransitionRefused
 
 GENERAL = "_"  # the key of an error that belongs to no one field
+# Pydantic's reasons name its own types; a form shows these (catalogued) ones instead.
+READABLE_REASONS = {
+    "string_too_long": "is too long",
+    "literal_error": "is not one of the allowed values",
+    "enum": "is not one of the allowed values",
+}
+
+
+def _readable(err: ErrorDetails) -> str:
+    kind = err.get("type")
+    message = str(err.get("msg", "invalid"))
+    if kind == "missing":
+        return "required"
+    if kind == "string_too_short":
+        return "required" if err.get("ctx", {}).get("min_length") == 1 else "is too short"
+    if message.startswith("value is not a valid email address"):
+        return "is not a valid email address"
+    return READABLE_REASONS.get(str(kind), message.removeprefix("Value error, "))
 
 
 def errors_of(exc: Exception) -> dict[str, str]:
@@ -19,10 +38,7 @@ def errors_of(exc: Exception) -> dict[str, str]:
         for err in exc.errors():
             loc = [str(p) for p in err.get("loc", ())]
             name = loc[0] if loc else GENERAL
-            reason = str(err.get("msg", "invalid")).removeprefix("Value error, ")
-            if err.get("type") == "missing":
-                reason = "required"
-            out.setdefault(name, reason)
+            out.setdefault(name, _readable(err))
         return out
     if isinstance(exc, InvalidInput):
         return {
