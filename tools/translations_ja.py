@@ -160,6 +160,7 @@ MESSAGES = {
     "Takes effect (your time zone)": "発効日時（あなたのタイムゾーン）",
     "The email or password is not right.": "メールアドレスまたはパスワードが正しくありません。",
     "The signing secret, shown only this once. Store it now:": "署名用シークレットです。表示は一度だけです。今すぐ保存してください：",
+    "This incident is no longer visible to you.": "このインシデントは表示できなくなりました。",
     "This incident has changed.": "このインシデントは更新されました。",
     "Time": "日時",
     "Time zone (IANA)": "タイムゾーン（IANA）",

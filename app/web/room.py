@@ -191,6 +191,23 @@ async def room(request: Request, web: WebUser, key: str) -> Response:
     return await room_page(request, web, key)
 
 
+@router.get("/incidents/{key}/parts")
+async def room_parts(request: Request, web: WebUser, key: str) -> Response:
+    """Every part of the room, each to be swapped in by its id (htmx out-of-band), for a
+    live refresh when the incident changed. Visibility is checked again here: an incident
+    the reader may no longer see is 404, and nothing of it is sent."""
+    async with get_database(request).unit_of_work(readonly=True) as session:
+        context = await room_context(session, web, key)
+    context.update(errors={}, values={})
+    return await render(
+        request,
+        "fragments/room_parts.html",
+        web,
+        context,
+        headers={"Cache-Control": "no-store"},
+    )
+
+
 Change = Callable[[AsyncSession, Incident], Awaitable[Any]]
 
 

@@ -123,11 +123,28 @@ async def carry_an_incident_to_closed(
     assert await meti.page.evaluate("window.rrgNotReloaded") is True
     await meti.shoot(f"{language}-board")
 
+    # METI sits in the room with a comment half typed while DOE names its owner: the
+    # owners and the timeline refresh in place; the part being typed in is left alone.
+    await meti.room(key)
+    await meti.page.evaluate("window.rrgNotReloaded = true")
+    await meti.page.fill("#comment-body", "Draft: checking with JOGMEC")
+    await doe.room(key)
+    await doe.page.select_option("#owner-DOE-user", str(doe.actor.id))
+    await doe.submit("#owner-DOE button[type=submit]")
+    await expect(meti.page.locator("#owner-DOE")).to_contain_text(
+        doe.actor.user.display_name, timeout=15_000
+    )
+    await expect(
+        meti.page.locator('#timeline li[data-type="incident.owner_assigned"]')
+    ).to_have_count(1)
+    await expect(meti.page.locator("#comment-body")).to_have_value("Draft: checking with JOGMEC")
+    await expect(meti.page.locator("#room-changed")).to_be_visible()
+    assert await meti.page.evaluate("window.rrgNotReloaded") is True
+
     # Both co-leads name their owners, picked by name from the directory.
-    for person, ministry in ((doe, "DOE"), (meti, "METI")):
-        await person.room(key)
-        await person.page.select_option(f"#owner-{ministry}-user", str(person.actor.id))
-        await person.submit(f"#owner-{ministry} button[type=submit]")
+    await meti.page.fill("#comment-body", "")
+    await meti.page.select_option("#owner-METI-user", str(meti.actor.id))
+    await meti.submit("#owner-METI button[type=submit]")
     await doe.room(key)
     await doe.submit("button[data-move=triaged]")
 

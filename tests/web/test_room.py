@@ -214,3 +214,31 @@ async def test_participants_are_named_from_the_directory(signed_in: SignedIn, db
     assert (await colleague.get(f"/incidents/{red.key}")).status_code == 404
     garbage = await reporter.post(f"/incidents/{red.key}/participants", {"user_id": "not-a-user"})
     assert garbage.status_code == 422 and "pick someone from the list" in garbage.text
+
+
+ROOM_PARTS = ("head", "details", "people", "moves", "actions", "comments", "timeline")
+
+
+async def test_the_live_refresh_sends_every_part_and_rechecks_visibility(
+    signed_in: SignedIn, db: Database
+):
+    reporter = await signed_in("responder", "DOE")
+    colleague = await signed_in("responder", "METI")
+    red = await report(db, reporter.actor, tlp="RED", title="Terbium shipment seized")
+    await reporter.post(f"/incidents/{red.key}/participants", {"user_id": str(colleague.actor.id)})
+    # The room names its parts; the refresh sends each one, marked to be swapped by id.
+    room = (await colleague.get(f"/incidents/{red.key}")).text
+    parts = await colleague.get(f"/incidents/{red.key}/parts")
+    assert parts.status_code == 200 and parts.headers["cache-control"] == "no-store"
+    for name in ROOM_PARTS:
+        assert f'id="room-{name}"' in room and f'id="room-{name}" hx-swap-oob' not in room
+        assert f'id="room-{name}" hx-swap-oob="true"' in parts.text
+    assert "<html" not in parts.text and "Terbium shipment seized" in parts.text
+    # A change shows in the next refresh.
+    await reporter.post(f"/incidents/{red.key}/comments", {"body": "Customs hold confirmed"})
+    assert "Customs hold confirmed" in (await colleague.get(f"/incidents/{red.key}/parts")).text
+    # Once no longer named on the RED incident, the refresh is 404 and carries nothing of it.
+    await reporter.post(f"/incidents/{red.key}/participants/{colleague.actor.id}/remove")
+    gone = await colleague.get(f"/incidents/{red.key}/parts")
+    assert gone.status_code == 404
+    assert "Terbium" not in gone.text and "Customs hold" not in gone.text
