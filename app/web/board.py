@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from app import clock
 from app.actions.models import Action, is_open
 from app.auth.models import User
 from app.deps import get_database
+from app.errors import InvalidInput
 from app.escalation import policies
 from app.escalation.policies import FALLBACK_SEVERITY
 from app.incidents import service as incidents
@@ -32,6 +34,7 @@ from app.incidents.visibility import visible_to
 from app.incidents.vocabulary import SEVERITIES, TLP_MARKINGS
 from app.minerals.models import Mineral
 from app.ministries.models import Ministry
+from app.ministries.schemas import CODE_PATTERN
 from app.web.live import LiveBus
 from app.web.security import WebUser
 from app.web.templating import render
@@ -179,6 +182,11 @@ async def _choices(session: AsyncSession) -> dict[str, list[tuple[str, str]]]:
     }
 
 
+OVERDUE_VALUES = {"": False, "0": False, "false": False, "off": False}
+OVERDUE_VALUES |= {"1": True, "true": True, "on": True}
+MINERAL_CODE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,15}$")  # as stored (16 characters)
+
+
 def _filters(
     mineral: list[str] | None,
     severity: list[str] | None,
@@ -187,24 +195,39 @@ def _filters(
     owner: str | None,
     overdue: str | None,
 ) -> BoardFilters:
-    try:
-        owner_id = uuid.UUID(owner) if owner else None
-    except ValueError:
-        owner_id = None
+    """The filters in the URL; a value no filter could take is refused (422, naming the
+    parameter), like the API's list, instead of being dropped unseen. Empty values are the
+    form's "any"."""
+    problems: list[tuple[str, str]] = []
+    minerals = [m for m in mineral or [] if m]
+    if len(minerals) > 30 or not all(MINERAL_CODE.match(m) for m in minerals):
+        problems.append(("mineral", "is not one of the allowed values"))
+    severities = [s for s in severity or [] if s]
+    if not set(severities) <= set(SEVERITIES):
+        problems.append(("severity", "is not one of the allowed values"))
+    markings = [t for t in tlp or [] if t]
+    if not set(markings) <= set(TLP_MARKINGS):
+        problems.append(("tlp", "is not one of the allowed values"))
+    if ministry and not re.match(CODE_PATTERN, ministry):
+        problems.append(("ministry", "is not one of the allowed values"))
+    owner_id = None
+    if owner:
+        try:
+            owner_id = uuid.UUID(owner)
+        except ValueError:
+            problems.append(("owner", "is not a valid id"))
+    if (overdue or "") not in OVERDUE_VALUES:
+        problems.append(("overdue", "must be true or false"))
+    if problems:
+        raise InvalidInput.all_of(problems, location="query")
     return BoardFilters(
-        mineral=[m for m in mineral or [] if m][:30],
-        severity=[s for s in severity or [] if s in SEVERITIES],
-        tlp=[t for t in tlp or [] if t in TLP_MARKINGS],
-        ministry=(ministry or None) and ministry[:16],
+        mineral=minerals,
+        severity=severities,
+        tlp=markings,
+        ministry=ministry or None,
         owner=owner_id,
-        overdue=overdue in ("1", "true", "on"),
+        overdue=OVERDUE_VALUES[overdue or ""],
     )
-
-
-FilterParams = tuple[
-    Annotated[list[str] | None, Query(max_length=30)],
-    Annotated[list[str] | None, Query()],
-]
 
 
 @router.get("/")

@@ -14,12 +14,21 @@ GENERAL = "_"  # the key of an error that belongs to no one field
 # Pydantic's reasons name its own types; a form shows these (catalogued) ones instead.
 READABLE_REASONS = {
     "string_too_long": "is too long",
+    "too_long": "is too long",
     "literal_error": "is not one of the allowed values",
     "enum": "is not one of the allowed values",
+    "uuid_parsing": "is not a valid id",
+    "bool_parsing": "must be true or false",
+    "int_parsing": "must be a whole number",
+    "date_parsing": "is not a valid date",
+    "date_from_datetime_parsing": "is not a valid date",
+    "datetime_parsing": "is not a valid date and time",
+    "datetime_from_date_parsing": "is not a valid date and time",
 }
 
 
-def _readable(err: ErrorDetails) -> str:
+def readable(err: ErrorDetails) -> str:
+    """A Pydantic error's reason in words a form or page shows (and the catalogues hold)."""
     kind = err.get("type")
     message = str(err.get("msg", "invalid"))
     if kind == "missing":
@@ -38,7 +47,7 @@ def errors_of(exc: Exception) -> dict[str, str]:
         for err in exc.errors():
             loc = [str(p) for p in err.get("loc", ())]
             name = loc[0] if loc else GENERAL
-            out.setdefault(name, _readable(err))
+            out.setdefault(name, readable(err))
         return out
     if isinstance(exc, InvalidInput):
         return {
