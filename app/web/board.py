@@ -10,12 +10,12 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any, cast
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import Response, StreamingResponse
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, case, extract, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import clock
@@ -42,7 +42,7 @@ from app.web.templating import render
 router = APIRouter()
 PER_STATUS = 25  # cards shown per status column (the column header counts all)
 KEEPALIVE_SECONDS = 15.0
-FAR_FUTURE = datetime.max.replace(tzinfo=clock.now().tzinfo)
+NO_DEADLINE = 1e12  # seconds since 1970, after every deadline: cards without one sort last
 
 
 @dataclass
@@ -94,15 +94,53 @@ class Board:
     total: int
 
 
-def _severity_rank(severity: str | None) -> int:
-    return SEVERITIES.index(severity) if severity in SEVERITIES else len(SEVERITIES)
+def _epoch(dialect: str, column: Any) -> ColumnElement[Any]:
+    """Seconds since 1970 of a stored time, to compare deadlines in SQL on both databases
+    (SQLite keeps naive UTC text, which ``julianday`` reads)."""
+    if dialect == "sqlite":
+        return (func.julianday(column) - 2440587.5) * 86400.0
+    return cast(ColumnElement[Any], extract("epoch", column))
+
+
+def _earliest(*values: ColumnElement[Any]) -> ColumnElement[Any]:
+    """The least of the values that are not NULL (NULL if all are): ``LEAST`` skips NULLs
+    on PostgreSQL but SQLite's ``min`` does not, so it is spelled out."""
+    first, *rest = values
+    for value in rest:
+        first = case(
+            (first.is_(None), value),
+            (value.is_(None), first),
+            (first <= value, first),
+            else_=value,
+        )
+    return first
+
+
+def _per_severity(values: dict[str, int], severity: ColumnElement[Any]) -> ColumnElement[Any]:
+    return case(*((severity == s, literal(v)) for s, v in values.items()), else_=None)
+
+
+def _deadline(row: Any, policy: policies.Policy) -> tuple[datetime | None, str | None]:
+    """The nearest SLA deadline of a card and its kind (triage, update, action due): the
+    same rule the SQL ordering follows, for the cards shown."""
+    deadlines: list[tuple[datetime, str]] = []
+    if row.status == "reported":
+        deadlines.append((row.reported_at + policy.triage_within, "triage"))
+    if row.status == "responding":
+        since = row.last_activity_at or row.reported_at
+        deadlines.append((since + policy.update_every, "update"))
+    if row.next_due is not None:
+        deadlines.append((row.next_due, "action"))
+    return min(deadlines) if deadlines else (None, None)
 
 
 async def load_board(session: AsyncSession, user: User, filters: BoardFilters) -> Board:
-    """The board in a fixed number of queries: one light row per matching incident (with
-    its open actions' earliest due time and highest level) to sort, then the cards shown."""
+    """The board in a fixed number of queries, whatever the number of incidents: the
+    database ranks the matching incidents per status column (severity, then the nearest
+    SLA deadline) and counts them, and sends only the cards shown; then those cards."""
     now = clock.now()
     loaded = await policies.load(session)
+    dialect = session.get_bind().dialect.name
     open_actions = (
         select(
             Action.incident_id.label("incident_id"),
@@ -113,6 +151,33 @@ async def load_board(session: AsyncSession, user: User, filters: BoardFilters) -
         .group_by(Action.incident_id)
         .subquery()
     )
+    severity = func.coalesce(Incident.severity, FALLBACK_SEVERITY)
+    seconds = {
+        f: {s: int(getattr(p, f).total_seconds()) for s, p in loaded.policies.items()}
+        for f in ("triage_within", "update_every")
+    }
+    triage_due = case(
+        (
+            Incident.status == "reported",
+            _epoch(dialect, Incident.reported_at)
+            + _per_severity(seconds["triage_within"], severity),
+        ),
+        else_=None,
+    )
+    update_due = case(
+        (
+            Incident.status == "responding",
+            _epoch(dialect, func.coalesce(Incident.last_activity_at, Incident.reported_at))
+            + _per_severity(seconds["update_every"], severity),
+        ),
+        else_=None,
+    )
+    deadline = _earliest(triage_due, update_due, _epoch(dialect, open_actions.c.next_due))
+    severity_rank = case(
+        *((Incident.severity == s, literal(n)) for n, s in enumerate(SEVERITIES)),
+        else_=literal(len(SEVERITIES)),
+    )
+    column = (Incident.status,)
     query = (
         incidents.visible_query(user, filters.incident_filters())
         .with_only_columns(
@@ -124,39 +189,33 @@ async def load_board(session: AsyncSession, user: User, filters: BoardFilters) -
             Incident.triage_level,
             open_actions.c.next_due,
             open_actions.c.action_level,
+            func.row_number()
+            .over(
+                partition_by=column,
+                order_by=(
+                    severity_rank,
+                    func.coalesce(deadline, literal(NO_DEADLINE)),
+                    Incident.number,
+                ),
+            )
+            .label("place"),
+            func.count().over(partition_by=column).label("in_column"),
         )
         .outerjoin(open_actions, open_actions.c.incident_id == Incident.id)
     )
-    ranked: dict[
-        str, list[tuple[tuple[int, datetime], int, datetime | None, str | None, bool, int]]
-    ] = {s: [] for s in OPEN_STATUSES}
-    # Plain rows through the connection (no ORM loading), keyed by the incident's number:
-    # all the matching incidents are sorted here.
-    connection = await session.connection()
-    for row in await connection.execute(query):
-        policy = loaded.policies[row.severity or FALLBACK_SEVERITY]
-        deadlines: list[tuple[datetime, str]] = []
-        if row.status == "reported":
-            deadlines.append((row.reported_at + policy.triage_within, "triage"))
-        if row.status == "responding":
-            since = row.last_activity_at or row.reported_at
-            deadlines.append((since + policy.update_every, "update"))
-        if row.next_due is not None:
-            deadlines.append((row.next_due, "action"))
-        deadline, kind = min(deadlines) if deadlines else (None, None)
-        overdue = deadline is not None and deadline <= now
-        if filters.overdue and not overdue:
-            continue
-        level = max(row.triage_level or 0, row.action_level or 0)
-        sort_key = (_severity_rank(row.severity), deadline or FAR_FUTURE)
-        ranked[row.status].append((sort_key, row.number, deadline, kind, overdue, level))
-    shown: dict[int, tuple[datetime | None, str | None, bool, int]] = {}
-    counts: dict[str, int] = {}
-    for status, rows in ranked.items():
-        rows.sort(key=lambda r: (r[0], r[1]))
-        counts[status] = len(rows)
-        for _, number, deadline, kind, overdue, level in rows[:PER_STATUS]:
-            shown[number] = (deadline, kind, overdue, level)
+    if filters.overdue:
+        query = query.where(deadline <= literal(now.timestamp()))
+    ranked = query.subquery()
+    rows = (
+        await session.execute(
+            select(ranked).where(ranked.c.place <= PER_STATUS).order_by(ranked.c.place)
+        )
+    ).all()
+    counts = {s: 0 for s in OPEN_STATUSES}
+    shown: dict[int, Any] = {}
+    for row in rows:
+        counts[row.status] = row.in_column
+        shown[row.number] = row
     cards: dict[int, Card] = {}
     if shown:
         found = (
@@ -164,12 +223,16 @@ async def load_board(session: AsyncSession, user: User, filters: BoardFilters) -
         ).all()
         numbers = {i.id: i.number for i in found}
         for out in await present_incidents(session, found):
-            deadline, kind, overdue, level = shown[numbers[out.id]]
-            cards[numbers[out.id]] = Card(out, deadline, kind, overdue, level)
-    columns = []
-    for status, rows in ranked.items():
-        column = [cards[r[1]] for r in rows[:PER_STATUS] if r[1] in cards]
-        columns.append((status, column, counts[status]))
+            row = shown[numbers[out.id]]
+            policy = loaded.policies[row.severity or FALLBACK_SEVERITY]
+            due, kind = _deadline(row, policy)
+            level = max(row.triage_level or 0, row.action_level or 0)
+            overdue = due is not None and due <= now
+            cards[row.number] = Card(out, due, kind, overdue, level)
+    columns = [
+        (status, [cards[r.number] for r in rows if r.status == status], counts[status])
+        for status in OPEN_STATUSES
+    ]
     return Board(columns, sum(counts.values()))
 
 

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import insert
 
 from app import clock
-from app.db import Database
+from app.actions.models import Action
+from app.db import Database, table_of
+from app.web import board
 from tests.web.conftest import SignedIn, report
+
+BOARD_STATEMENTS = 9
 
 
 def keys_in(html: str) -> list[str]:
@@ -93,3 +102,84 @@ async def test_the_board_shows_times_in_japanese_for_a_japanese_reader(
     html = (await lead.get("/")).text
     assert "報告済み" in html and "ガリウム輸出規制" in html
     assert re.search(r"\d+\s*分後|\d+\s*時間後", html)  # "in … minutes/hours" in Japanese
+
+
+async def _open_action_due(db: Database, incident: Any, lead: Any, due: datetime) -> None:
+    """An approved action on the incident, due then (written directly: the board reads
+    open actions whatever the incident's status)."""
+    async with db.unit_of_work() as session:
+        await session.execute(
+            insert(table_of(Action)),
+            [
+                {
+                    "id": uuid.uuid4(),
+                    "incident_id": incident.id,
+                    "title": "Due soon",
+                    "kind": "other",
+                    "owning_ministry": "DOE",
+                    "assignee_id": lead.id,
+                    "due_at": due,
+                    "status": "approved",
+                    "created_by_id": lead.id,
+                    "created_at": clock.now(),
+                    "updated_at": clock.now(),
+                }
+            ],
+        )
+
+
+async def test_each_column_shows_its_most_urgent_cards_and_counts_them_all(
+    signed_in: SignedIn, db: Database, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(board, "PER_STATUS", 3)
+    lead = await signed_in("lead", "DOE")
+    now = clock.now()
+
+    async def reported(hours_ago: float, severity: str | None) -> Any:
+        clock.set_source(lambda: now - timedelta(hours=hours_ago))
+        return await report(db, lead.actor, title=f"{severity} {hours_ago}", severity=severity)
+
+    # SEV2 is held to a four-hour triage deadline; unrated incidents to SEV3's 24 hours.
+    due_in_1h = await reported(3, "SEV2")
+    due_in_3h = await reported(1, "SEV2")
+    action_due = await reported(2, "SEV2")  # triage due in 2 h, but an action in 30 min
+    most_severe = await reported(0, "SEV1")
+    unrated = await reported(10, None)
+    clock.set_source(lambda: now)
+    await _open_action_due(db, action_due, lead.actor, now + timedelta(minutes=30))
+    html = (await lead.get("/")).text
+    shown = keys_in(column(html, "reported"))
+    assert shown == [most_severe.key, action_due.key, due_in_1h.key]
+    assert '<span class="badge">5</span>' in column(html, "reported")
+    assert "5 open incidents" in html
+    card = html[html.index(f'data-key="{action_due.key}"') :].split("</article>")[0]
+    assert "Deadline (action)" in card and "in 30 minutes" in card
+    # Past every deadline but the unrated one's, overdue only keeps the order and counts.
+    clock.set_source(lambda: now + timedelta(hours=5))
+    overdue = (await lead.get("/?overdue=1")).text
+    assert keys_in(column(overdue, "reported")) == [most_severe.key, action_due.key, due_in_1h.key]
+    assert '<span class="badge">4</span>' in column(overdue, "reported")
+    assert unrated.key not in overdue and due_in_3h.key not in overdue
+
+
+async def test_a_board_render_sends_a_fixed_number_of_statements(
+    signed_in: SignedIn, db: Database, count_queries: Any
+):
+    lead = await signed_in("lead", "DOE")
+
+    async def statements() -> int:
+        counter = count_queries()
+        response = await lead.get("/", headers={"HX-Request": "true"})
+        assert response.status_code == 200
+        return len(counter.queries)
+
+    await report(db, lead.actor, title="One", severity="SEV2")
+    few = await statements()
+    for n in range(12):
+        incident = await report(db, lead.actor, title=f"More {n}", severity="SEV3")
+        if n % 3 == 0:
+            await _open_action_due(db, incident, lead.actor, clock.now() + timedelta(hours=n))
+    assert await statements() == few
+    # The session, the policies, the ranked cards, the incidents shown with what they
+    # present (minerals, participants, people named), the filter choices (2).
+    assert few == BOARD_STATEMENTS, few
