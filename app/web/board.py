@@ -18,7 +18,7 @@ from fastapi.responses import Response, StreamingResponse
 from sqlalchemy import ColumnElement, case, extract, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app import clock
+from app import clock, metrics
 from app.actions.models import Action, is_open
 from app.auth.models import User
 from app.deps import get_database
@@ -361,39 +361,40 @@ async def stream_changes(
     db = get_database(request)
     waiter = bus.waiter()
     try:
-        yield "retry: 3000\n\n"
-        position = bus.position(last_event_id)
-        if position is None:
-            yield sse("reset", {}, bus.event_id(bus.sequence))
-            position = bus.sequence
-        while True:
-            waiter.clear()
-            changes = bus.since(position)
-            if changes is None:
+        with metrics.sse_client():  # counted while connected, however it ends
+            yield "retry: 3000\n\n"
+            position = bus.position(last_event_id)
+            if position is None:
                 yield sse("reset", {}, bus.event_id(bus.sequence))
                 position = bus.sequence
-                continue
-            if changes:
-                async with db.unit_of_work(readonly=True) as session:
-                    visible = await visible_ids(session, user_id, [i for _, i in changes])
-                if visible is None:
+            while True:
+                waiter.clear()
+                changes = bus.since(position)
+                if changes is None:
+                    yield sse("reset", {}, bus.event_id(bus.sequence))
+                    position = bus.sequence
+                    continue
+                if changes:
+                    async with db.unit_of_work(readonly=True) as session:
+                        visible = await visible_ids(session, user_id, [i for _, i in changes])
+                    if visible is None:
+                        return
+                    for sequence, incident_id in changes:
+                        if incident_id in visible:
+                            key, status = visible[incident_id]
+                            yield sse(
+                                "incident",
+                                {"id": str(incident_id), "key": key, "status": status},
+                                bus.event_id(sequence),
+                            )
+                    position = changes[-1][0]
+                    continue
+                if await request.is_disconnected():
                     return
-                for sequence, incident_id in changes:
-                    if incident_id in visible:
-                        key, status = visible[incident_id]
-                        yield sse(
-                            "incident",
-                            {"id": str(incident_id), "key": key, "status": status},
-                            bus.event_id(sequence),
-                        )
-                position = changes[-1][0]
-                continue
-            if await request.is_disconnected():
-                return
-            try:
-                await asyncio.wait_for(waiter.wait(), KEEPALIVE_SECONDS)
-            except TimeoutError:
-                yield ": keep-alive\n\n"
+                try:
+                    await asyncio.wait_for(waiter.wait(), KEEPALIVE_SECONDS)
+                except TimeoutError:
+                    yield ": keep-alive\n\n"
     finally:
         bus.forget(waiter)
 
