@@ -161,10 +161,15 @@ def may_set_weights(user: User) -> bool:
 # --- webhook subscriptions --------------------------------------------------------------
 
 
+def manages_webhooks(user: User) -> bool:
+    """Leads and admins manage webhook subscriptions (which ones: ``manages_webhooks_of``)."""
+    return user.active and at_least(user.role, "lead")
+
+
 def manages_webhooks_of(user: User, ministry: Ministry) -> bool:
     """A ministry's leads and admins manage its own subscriptions; admins of a co-lead
     ministry also those of partner organisations."""
-    if not (user.active and at_least(user.role, "lead")):
+    if not manages_webhooks(user):
         return False
     return user.ministry_id == ministry.id or (
         is_co_lead_admin(user) and ministry.kind == "partner"
@@ -175,7 +180,7 @@ def webhooks_managed_by(
     user: User, ministry_id: QueryableAttribute[uuid.UUID]
 ) -> ColumnElement[bool]:
     """``manages_webhooks_of`` in SQL, over the rows' ministry id column (for lists)."""
-    if not (user.active and at_least(user.role, "lead")):
+    if not manages_webhooks(user):
         return false()
     own = ministry_id == literal(user.ministry_id)
     if not is_co_lead_admin(user):

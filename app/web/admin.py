@@ -17,7 +17,7 @@ from app.auth import permissions
 from app.auth import service as auth_service
 from app.auth.models import User
 from app.auth.permissions import require
-from app.auth.roles import LANGUAGES, ROLES, at_least
+from app.auth.roles import LANGUAGES, ROLES
 from app.auth.schemas import UserCreate, UserUpdate
 from app.deps import get_database
 from app.errors import AppError, Conflict, InvalidInput, NotFound
@@ -38,8 +38,8 @@ PAGE = 100
 NO_STORE = {"Cache-Control": "no-store"}  # a page showing a secret is never cached
 
 
-def _lead(web: WebPrincipal) -> None:
-    require(at_least(web.user.role, "lead"), "Webhook subscriptions are managed by leads")
+def _require_webhook_manager(web: WebPrincipal) -> None:
+    require(permissions.manages_webhooks(web.user), "Webhook subscriptions are managed by leads")
 
 
 def _translated_errors(request: Request, web: WebPrincipal, exc: Exception) -> dict[str, str]:
@@ -355,7 +355,7 @@ async def _webhooks_page(
     values: dict[str, Any] | None = None,
     status_code: int = 200,
 ) -> Response:
-    _lead(web)
+    _require_webhook_manager(web)
     async with get_database(request).unit_of_work(readonly=True) as session:
         rows = await webhooks.list_subscriptions(session, web.user)
     return await render(
@@ -389,7 +389,7 @@ async def create_subscription(
     max_tlp: Annotated[str, Form(max_length=16)] = "GREEN",
     min_severity: Annotated[str | None, Form(max_length=8)] = None,
 ) -> Response:
-    _lead(web)
+    _require_webhook_manager(web)
     form = {
         "url": url,
         "description": description,
@@ -413,7 +413,7 @@ async def create_subscription(
 
 @router.post("/webhooks/{subscription_id}/rotate")
 async def rotate(request: Request, web: WebUser, subscription_id: uuid.UUID) -> Response:
-    _lead(web)
+    _require_webhook_manager(web)
     async with get_database(request).unit_of_work() as session:
         secret, _ = await webhooks.rotate_secret(
             session, web.principal, subscription_id, get_box(request)
@@ -423,7 +423,7 @@ async def rotate(request: Request, web: WebUser, subscription_id: uuid.UUID) -> 
 
 @router.post("/webhooks/{subscription_id}/test")
 async def test(request: Request, web: WebUser, subscription_id: uuid.UUID) -> Response:
-    _lead(web)
+    _require_webhook_manager(web)
     async with get_database(request).unit_of_work() as session:
         await webhooks.send_test(session, web.principal, subscription_id)
     return RedirectResponse(f"/admin/webhooks/{subscription_id}/deliveries", status_code=303)
@@ -431,7 +431,7 @@ async def test(request: Request, web: WebUser, subscription_id: uuid.UUID) -> Re
 
 @router.get("/webhooks/{subscription_id}/deliveries")
 async def deliveries(request: Request, web: WebUser, subscription_id: uuid.UUID) -> Response:
-    _lead(web)
+    _require_webhook_manager(web)
     async with get_database(request).unit_of_work(readonly=True) as session:
         subscription, ministry = await webhooks.get_subscription(session, web.user, subscription_id)
         rows, _ = await webhooks.list_deliveries(
@@ -451,7 +451,7 @@ async def deliveries(request: Request, web: WebUser, subscription_id: uuid.UUID)
 
 @router.get("/deliveries/{delivery_id}")
 async def delivery(request: Request, web: WebUser, delivery_id: uuid.UUID) -> Response:
-    _lead(web)
+    _require_webhook_manager(web)
     async with get_database(request).unit_of_work(readonly=True) as session:
         row, _, attempts = await webhooks.get_delivery(session, web.user, delivery_id)
     return await render(
@@ -461,7 +461,7 @@ async def delivery(request: Request, web: WebUser, delivery_id: uuid.UUID) -> Re
 
 @router.post("/deliveries/{delivery_id}/redeliver")
 async def redeliver(request: Request, web: WebUser, delivery_id: uuid.UUID) -> Response:
-    _lead(web)
+    _require_webhook_manager(web)
     async with get_database(request).unit_of_work() as session:
         await webhooks.redeliver(session, web.principal, delivery_id)
     return RedirectResponse(f"/admin/deliveries/{delivery_id}", status_code=303)
