@@ -35,6 +35,7 @@ MESSAGES = {
     "information_sharing": "information sharing",
     "joint_procurement": "joint procurement",
     "logistics_disruption": "logistics disruption",
+    "must be longer than level2_after": "must be longer than level 2",
     "natural_disaster": "natural disaster",
     "net_import_reliance": "net import reliance",
     "permit_fast_track": "permit fast track",

@@ -242,3 +242,14 @@ async def test_the_live_refresh_sends_every_part_and_rechecks_visibility(
     gone = await colleague.get(f"/incidents/{red.key}/parts")
     assert gone.status_code == 404
     assert "Terbium" not in gone.text and "Customs hold" not in gone.text
+
+
+async def test_the_priority_breakdown_shows_list_inputs_as_words(signed_in: SignedIn, db: Database):
+    lead = await signed_in("lead", "DOE")
+    none = await report(db, lead.actor, title="No sectors")
+    some = await report(db, lead.actor, title="Sectors", affected_sectors=["semiconductors"])
+    for incident in (none, some):
+        html = (await lead.get(f"/incidents/{incident.key}")).text
+        table = html[html.index('<table class="breakdown">') :].split("</table>")[0]
+        assert "[" not in table and "&#39;" not in table, table
+    assert "semiconductors" in table
