@@ -354,14 +354,24 @@ def sse(event: str, data: dict[str, str], event_id: str | None = None) -> str:
 
 
 async def stream_changes(
-    request: Request, bus: LiveBus, user_id: uuid.UUID, last_event_id: str | None
+    request: Request,
+    bus: LiveBus,
+    user_id: uuid.UUID,
+    last_event_id: str | None,
+    watched: uuid.UUID | None = None,
 ) -> AsyncIterator[str]:
     """Server-sent events: ``incident`` for each change to an incident the user may see
-    (checked per event, at the time it is sent), ``reset`` when a resume is impossible."""
+    (checked per event, at the time it is sent), ``reset`` when a resume is impossible,
+    and ``gone`` when the incident an open room watches changes out of the user's sight
+    (only if they could see it when the stream opened: it tells nothing they did not know)."""
     db = get_database(request)
     waiter = bus.waiter()
     try:
         with metrics.sse_client():  # counted while connected, however it ends
+            if watched is not None:
+                async with db.unit_of_work(readonly=True) as session:
+                    seen = await visible_ids(session, user_id, [watched])
+                watched = watched if seen else None
             yield "retry: 3000\n\n"
             position = bus.position(last_event_id)
             if position is None:
@@ -387,6 +397,9 @@ async def stream_changes(
                                 {"id": str(incident_id), "key": key, "status": status},
                                 bus.event_id(sequence),
                             )
+                        elif incident_id == watched:
+                            yield sse("gone", {"id": str(watched)}, bus.event_id(sequence))
+                            watched = None
                     position = changes[-1][0]
                     continue
                 if await request.is_disconnected():
@@ -404,9 +417,10 @@ async def events(
     request: Request,
     web: WebUser,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=64)] = None,
+    incident: Annotated[uuid.UUID | None, Query(description="The incident a room shows")] = None,
 ) -> StreamingResponse:
     return StreamingResponse(
-        stream_changes(request, bus_of(request), web.user.id, last_event_id),
+        stream_changes(request, bus_of(request), web.user.id, last_event_id, incident),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )

@@ -311,7 +311,7 @@ async def test_a_co_lead_admin_edits_a_policy(signed_in: SignedIn, db: Database)
 @pytest.mark.parametrize(
     ("changed", "field", "reason"),
     [
-        ({"level3_after": "2"}, "level3_after", "must be longer than level2_after"),
+        ({"level3_after": "2"}, "level3_after", "must be longer than level 2"),
         ({"triage_within": "0.001"}, "triage_within", "must be a whole number of minutes"),
         (
             {"update_every": "9000"},

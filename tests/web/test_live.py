@@ -46,9 +46,12 @@ async def _web_client(base: str, actor: Actor) -> httpx.AsyncClient:
 
 
 async def _events(
-    client: httpx.AsyncClient, opened: asyncio.Event, headers: dict[str, str] | None = None
+    client: httpx.AsyncClient,
+    opened: asyncio.Event,
+    headers: dict[str, str] | None = None,
+    path: str = "/events",
 ) -> AsyncIterator[dict[str, str]]:
-    async with client.stream("GET", "/events", headers=headers or {}) as response:
+    async with client.stream("GET", path, headers=headers or {}) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         opened.set()
@@ -66,14 +69,21 @@ async def _events(
 class Watch:
     """Reads a user's stream in the background, keeping every event it receives."""
 
-    def __init__(self, client: httpx.AsyncClient, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        headers: dict[str, str] | None = None,
+        path: str = "/events",
+    ) -> None:
         self.opened = asyncio.Event()
         self.seen: list[dict[str, str]] = []
         self.arrived = asyncio.Event()
-        self.task = asyncio.create_task(self._read(client, headers))
+        self.task = asyncio.create_task(self._read(client, headers, path))
 
-    async def _read(self, client: httpx.AsyncClient, headers: dict[str, str] | None) -> None:
-        async for event in _events(client, self.opened, headers):
+    async def _read(
+        self, client: httpx.AsyncClient, headers: dict[str, str] | None, path: str
+    ) -> None:
+        async for event in _events(client, self.opened, headers, path):
             self.seen.append(event)
             self.arrived.set()
 
@@ -207,3 +217,35 @@ async def test_the_sse_clients_gauge_counts_connected_streams(
         for client in clients:
             await client.aclose()
     await _gauge_reaches(live_server, admin, 0)
+
+
+async def test_a_room_losing_sight_of_its_incident_is_told_it_is_gone(
+    live_server: str, make_actor: MakeActor, db: object
+):
+    reporter = await make_actor("responder", "DOE", password=PASSWORD)
+    named = await make_actor("responder", "METI", password=PASSWORD)
+    outsider = await make_actor("lead", "METI", password=PASSWORD)
+    red = await _create(live_server, reporter, title="Red, shared", tlp="RED")
+    async with httpx.AsyncClient(base_url=live_server, headers=reporter.headers) as api:
+        added = await api.post(
+            f"/api/v1/incidents/{red['id']}/participants", json={"user_id": str(named.id)}
+        )
+        assert added.status_code == 200, added.text
+        clients = [await _web_client(live_server, a) for a in (named, outsider)]
+        try:
+            room = Watch(clients[0], path=f"/events?incident={red['id']}")
+            # The outsider names an incident they never saw: their stream says nothing of it.
+            guess = Watch(clients[1], path=f"/events?incident={red['id']}")
+            await asyncio.wait_for(asyncio.gather(room.opened.wait(), guess.opened.wait()), 10)
+            removed = await api.delete(f"/api/v1/incidents/{red['id']}/participants/{named.id}")
+            assert removed.status_code == 204
+            marker = await _create(live_server, reporter, title="After", tlp="GREEN")
+            seen = await room.events_until(marker["id"])
+            assert [e["event"] for e in seen] == ["gone", "incident"]
+            assert json.loads(seen[0]["data"]) == {"id": red["id"]}
+            theirs = await guess.events_until(marker["id"])
+            assert [e["event"] for e in theirs] == ["incident"], theirs
+            assert red["id"] not in json.dumps(theirs)
+        finally:
+            for client in clients:
+                await client.aclose()

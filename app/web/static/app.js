@@ -54,18 +54,22 @@
       showNotice();
     }
   });
+  function emptyRoom(room) {
+    // No longer visible to this reader: nothing of it stays on screen.
+    var gone = document.createElement("p");
+    gone.className = "notice";
+    gone.id = "room-gone";
+    gone.setAttribute("role", "status");
+    gone.textContent = room.dataset.gone || "";
+    room.replaceChildren(gone);
+    room.dataset.key = "";
+  }
   document.addEventListener("htmx:responseError", function (event) {
     var room = document.getElementById("room");
     var path = event.detail.pathInfo && event.detail.pathInfo.requestPath;
-    if (room && path === "/incidents/" + room.dataset.key + "/parts") {
+    if (room && room.dataset.key && path === "/incidents/" + room.dataset.key + "/parts") {
       if (event.detail.xhr.status === 404) {
-        // No longer visible to this reader: nothing of it stays on screen.
-        var gone = document.createElement("p");
-        gone.className = "notice";
-        gone.setAttribute("role", "status");
-        gone.textContent = room.dataset.gone || "";
-        room.replaceChildren(gone);
-        room.dataset.gone = "";
+        emptyRoom(room);
       } else {
         showNotice();
       }
@@ -75,7 +79,10 @@
   if (!window.EventSource || !body.dataset.live) {
     return;
   }
-  var source = new EventSource("/events");
+  var openRoom = document.getElementById("room");
+  var source = new EventSource(
+    openRoom ? "/events?incident=" + encodeURIComponent(openRoom.dataset.incidentId) : "/events"
+  );
   function refreshBoard() {
     var board = document.getElementById("board");
     if (board && window.htmx) {
@@ -108,6 +115,18 @@
     refreshBoard();
     refreshRoom(change.id);
     body.dataset.lastEvent = event.lastEventId || "";
+  });
+  source.addEventListener("gone", function (event) {
+    var room = document.getElementById("room");
+    var change = {};
+    try {
+      change = JSON.parse(event.data);
+    } catch (ignored) {
+      change = {};
+    }
+    if (room && room.dataset.incidentId === change.id) {
+      emptyRoom(room);
+    }
   });
   source.addEventListener("reset", function () {
     refreshBoard();
