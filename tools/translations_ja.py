@@ -2,7 +2,7 @@
 them into app/web/locale/ja/LC_MESSAGES/messages.po."""
 
 MESSAGES = {
-    "%(count)s open incidents": "未完了のインシデント %(count)s 件",
+    "Open incidents: %(count)s": "未完了のインシデント %(count)s 件",
     "%(count)s unread": "未読 %(count)s 件",
     "%(ministry)s owner": "%(ministry)s 担当者",
     "Action": "対応措置",

@@ -57,7 +57,7 @@ async def test_incidents_are_grouped_by_status_and_sorted_by_severity(
     reported = keys_in(column(html, "reported"))
     assert reported.index(high.key) < reported.index(low.key)
     assert keys_in(column(html, "watch")) == [watched.key]
-    assert "3 open incidents" in html
+    assert "Open incidents: 3" in html
     # SEV1 is held to a one-hour triage deadline: a countdown shows it.
     card = html[html.index(f'data-key="{high.key}"') :]
     assert 'class="countdown"' in card.split("</article>")[0]
@@ -151,7 +151,7 @@ async def test_each_column_shows_its_most_urgent_cards_and_counts_them_all(
     shown = keys_in(column(html, "reported"))
     assert shown == [most_severe.key, action_due.key, due_in_1h.key]
     assert '<span class="badge">5</span>' in column(html, "reported")
-    assert "5 open incidents" in html
+    assert "Open incidents: 5" in html
     card = html[html.index(f'data-key="{action_due.key}"') :].split("</article>")[0]
     assert "Deadline (action)" in card and "in 30 minutes" in card
     # Past every deadline but the unrated one's, overdue only keeps the order and counts.

@@ -303,3 +303,48 @@ async def test_an_admin_creates_a_user_and_edits_a_policy(
     # The two refused forms are logged as failed loads (422); nothing else (no CSP error).
     unexpected = [e for e in admin.console_errors if "422" not in e]
     assert not unexpected and len(admin.console_errors) == 2, admin.console_errors
+
+
+async def test_a_room_refreshes_in_place_and_empties_when_its_incident_goes_out_of_sight(
+    browser: Browser, live_server: str, make_actor: MakeActor, db: Database
+):
+    import httpx
+
+    reporter = await make_actor("responder", "DOE", password=PASSWORD)
+    named = await make_actor("responder", "METI", password=PASSWORD)
+    async with httpx.AsyncClient(base_url=live_server, headers=reporter.headers) as api:
+        created = await api.post(
+            "/api/v1/incidents",
+            json={
+                "title": "Scandium cargo held",
+                "minerals": ["Sc"],
+                "category": "logistics_disruption",
+                "tlp": "RED",
+            },
+        )
+        assert created.status_code == 201, created.text
+        red = created.json()
+        added = await api.post(
+            f"/api/v1/incidents/{red['id']}/participants", json={"user_id": str(named.id)}
+        )
+        assert added.status_code == 200
+        person = Person(await (await browser.new_context()).new_page(), live_server, named)
+        await person.sign_in()
+        await person.room(red["key"])
+        await person.page.evaluate("window.rrgNotReloaded = true")
+        # A comment by the reporter appears without a reload.
+        commented = await api.post(
+            f"/api/v1/incidents/{red['id']}/comments", json={"body": "Port authority notified"}
+        )
+        assert commented.status_code == 201, commented.text
+        await expect(person.page.locator("#room-comments")).to_contain_text(
+            "Port authority notified", timeout=15_000
+        )
+        # Taken off the RED incident: the room empties, nothing of it stays on screen.
+        removed = await api.delete(f"/api/v1/incidents/{red['id']}/participants/{named.id}")
+        assert removed.status_code == 204
+        await expect(person.page.locator("#room-gone")).to_be_visible(timeout=15_000)
+        assert await person.page.evaluate("window.rrgNotReloaded") is True
+        content = await person.page.content()
+        assert "Scandium" not in content and "Port authority" not in content
+        assert not person.console_errors, person.console_errors
