@@ -256,6 +256,14 @@ async def escalation_policies(request: Request, web: WebUser) -> Response:
     )
 
 
+def _require_policy_editor(web: WebPrincipal) -> None:
+    """Checked before the form is read, so a refused editor sees 403, not field errors."""
+    require(
+        permissions.manages_escalation_policies(web.user),
+        "Only admins of DOE and METI change escalation policies",
+    )
+
+
 def hours_as_duration(text: str) -> int | float | None:
     """A duration typed in hours (``1.5``) as the seconds the API's schema reads; text that
     is no number is None, and a fraction of a second is kept for the rules to refuse."""
@@ -278,10 +286,7 @@ async def _policy_page(
     values: dict[str, str] | None = None,
     status_code: int = 200,
 ) -> Response:
-    require(
-        permissions.manages_escalation_policies(web.user),
-        "Only admins of DOE and METI change escalation policies",
-    )
+    _require_policy_editor(web)
     if values is None:
         async with get_database(request).unit_of_work(readonly=True) as session:
             loaded = await session.get(EscalationPolicy, severity)
@@ -311,10 +316,7 @@ async def policy_form(request: Request, web: WebUser, severity: Severity) -> Res
 async def update_policy(request: Request, web: WebUser, severity: Severity) -> Response:
     """The API's ``PUT /escalation-policies/{severity}``, with durations in hours: the same
     schema and the same rules (``policies.violations``), each error beside its field."""
-    require(
-        permissions.manages_escalation_policies(web.user),
-        "Only admins of DOE and METI change escalation policies",
-    )
+    _require_policy_editor(web)
     form = await request.form()
     values = {f: str(form.get(f, ""))[:64] for f in policies.FIELDS}
     body: dict[str, Any] = {}
