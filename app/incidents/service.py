@@ -47,9 +47,11 @@ from app.incidents.visibility import visible_to
 from app.kit.pagination import Key, Kind, Order, paginate
 from app.minerals.models import Mineral
 from app.ministries.models import CO_LEAD_CODES, Ministry
-from app.models_base import apply_changes, check_version, requested_changes
+from app.models_base import apply_changes, check_version, new_id, requested_changes
+from app.priority import service as priority
+from app.timeline import service as timeline
 from app.timeline.models import TimelineEvent
-from app.timeline.service import Actor
+from app.timeline.service import Actor, NewEvent
 
 KEY_COUNTER = "incident_key"
 DUPLICATE_WINDOW = timedelta(days=14)
@@ -247,21 +249,42 @@ async def possible_duplicates(
 async def _check_minerals(session: AsyncSession, codes: Sequence[str]) -> list[str]:
     wanted = list(dict.fromkeys(codes))
     known = set((await session.scalars(select(Mineral.code).where(Mineral.code.in_(wanted)))).all())
-    unknown = [c for c in wanted if c not in known]
-    if unknown:
-        raise InvalidInput("minerals", f"unknown mineral codes: {', '.join(unknown)}")
+    _refuse_unknown(wanted, known)
     return wanted
 
 
-async def _next_number(session: AsyncSession) -> int:
-    # The row lock serialises concurrent creators; a rolled-back create gives its number back.
-    number = await session.scalar(
-        update(Counter)
-        .where(Counter.name == KEY_COUNTER)
-        .values(value=Counter.value + 1)
-        .returning(Counter.value)
+def _refuse_unknown(wanted: Sequence[str], known: set[str]) -> None:
+    unknown = [c for c in wanted if c not in known]
+    if unknown:
+        raise InvalidInput("minerals", f"unknown mineral codes: {', '.join(unknown)}")
+
+
+_counters = table_of(Counter)
+_minerals = table_of(Mineral)
+# The next key number and, in the same round trip, how many of the reported mineral codes
+# exist. The row lock serialises concurrent creators; a rolled-back create (unknown
+# minerals included) gives its number back.
+_next_number_query = (
+    update(_counters)
+    .where(_counters.c.name == KEY_COUNTER)
+    .values(value=_counters.c.value + 1)
+    .returning(
+        _counters.c.value,
+        select(func.count())
+        .select_from(_minerals)
+        .where(_minerals.c.code.in_(bindparam("codes", expanding=True)))
+        .scalar_subquery(),
     )
-    assert number is not None, "the incident key counter is seeded by migration"
+)
+
+
+async def _next_number(session: AsyncSession, minerals: Sequence[str]) -> int:
+    """The next incident number, once every mineral code is known (else 422)."""
+    row = (await session.execute(_next_number_query, {"codes": list(minerals)})).one_or_none()
+    assert row is not None, "the incident key counter is seeded by migration"
+    number, known = row
+    if known != len(minerals):
+        await _check_minerals(session, minerals)  # names the unknown codes
     return int(number)
 
 
@@ -272,40 +295,83 @@ def _impact_values(data: IncidentCreate | IncidentUpdate, fields: set[str]) -> d
     return {k: python[k] if k == "effective_at" else dumped[k] for k in fields}
 
 
+_CREATE_FIELDS = frozenset(IncidentCreate.model_fields) - {"minerals", "status"}
+
+
 async def create(session: AsyncSession, principal: Principal, data: IncidentCreate) -> Incident:
+    """Report an incident in one INSERT that already holds what a create would otherwise
+    write back: its priority and its timeline head (the first event is hashed first)."""
     user = principal.user
     require(at_least(user.role, "responder"), "Reporting incidents needs the responder role")
-    minerals = await _check_minerals(session, data.minerals)
+    minerals = list(dict.fromkeys(data.minerals))
+    number = await _next_number(session, minerals)
     now = clock.now()
-    number = await _next_number(session)
-    fields = set(IncidentCreate.model_fields) - {"minerals", "status"}
+    values = _impact_values(data, set(_CREATE_FIELDS))
+    score = await priority.score_new(
+        session,
+        severity=values["severity"],
+        supply_share_pct=values["supply_share_affected_pct"],
+        days_of_cover=values["days_of_cover"],
+        sectors=values["affected_sectors"],
+        effective_at=values["effective_at"],
+        minerals=minerals,
+        now=now,
+    )
+    incident_id = new_id()
+    key = format_key(number)
+    actor = Actor.of(principal)
+    opened = timeline.opening_event(
+        session,
+        NewEvent(
+            incident_id,
+            actor,
+            "incident.created",
+            {"key": key, "status": data.status, **data.model_dump(mode="json")},
+            now,
+            new_chain=True,
+        ),
+    )
     incident = Incident(
+        id=incident_id,
         number=number,
-        key=format_key(number),
+        key=key,
         status=data.status,
         reporter_id=user.id,
         reporter_ministry_id=user.ministry_id,
         reported_at=now,
-        last_activity_at=now,
+        last_activity_at=opened.at,
         created_at=now,
         updated_at=now,
+        event_count=opened.seq,
+        last_event_hash=opened.hash,
+        priority_score=score.score,
+        priority_breakdown=score.as_json(),
+        priority_computed_at=now,
         mineral_links=[IncidentMineral(mineral_code=c) for c in minerals],
         participant_links=[],
-        **_impact_values(data, fields),
+        **values,
     )
     session.add(incident)
     await session.flush()
-    await emit(
+    await emit_many(
         session,
-        incident,
-        Actor.of(principal),
-        "incident.created",
-        {"key": incident.key, "status": incident.status, **data.model_dump(mode="json")},
-        at=now,
-        new_chain=True,
+        [
+            Event(
+                incident_id,
+                actor,
+                opened.type,
+                opened.data,
+                now,
+                key,
+                incident,
+                new_chain=True,
+                opened=opened,
+                scored=True,
+            )
+        ],
     )
     # Not read back: the reporter is named on it, so sees it, and the session holds every
-    # column as written (the timeline head included).
+    # column as written (the timeline head and the priority included).
     return incident
 
 

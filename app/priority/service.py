@@ -41,7 +41,14 @@ from app.priority.models import (
     PriorityWeights,
     PriorityWeightsChange,
 )
-from app.priority.score import COMPONENTS, EFFECT_HORIZON_DAYS, Weights, inputs_for, priority
+from app.priority.score import (
+    COMPONENTS,
+    EFFECT_HORIZON_DAYS,
+    Priority,
+    Weights,
+    inputs_for,
+    priority,
+)
 from app.register.queries import concern_by_country, current_profiles
 
 logger = logging.getLogger("rrg.priority")
@@ -179,12 +186,46 @@ async def recompute_open(
     return int(counted or 0)
 
 
+async def score_new(
+    session: AsyncSession,
+    *,
+    severity: str | None,
+    supply_share_pct: float | None,
+    days_of_cover: dict[str, Any] | None,
+    sectors: list[str] | None,
+    effective_at: datetime | None,
+    minerals: Collection[str],
+    now: datetime,
+) -> Priority:
+    """The priority of an incident about to be written, from the values it is written with:
+    its create stores the score in its own INSERT instead of reading it back to recompute."""
+    weights = await load_weights(session)
+    concern = await concern_by_country(session)
+    codes = sorted(set(minerals))  # the order recompute_priority reads them in
+    profiles = await current_profiles(session, codes)
+    return priority(
+        inputs_for(
+            severity=severity,
+            supply_share_pct=supply_share_pct,
+            days_of_cover=days_of_cover or {},
+            sectors=sectors or [],
+            effective_at=effective_at,
+            minerals=codes,
+            profiles=profiles,
+            concern=concern,
+        ),
+        weights,
+        now,
+    )
+
+
 async def refresh_for_events(
     session: AsyncSession, events: Iterable[tuple[uuid.UUID, str, dict[str, Any]]]
 ) -> None:
     """Recompute, in the writing transaction, the incidents whose priority inputs these
-    domain events (incident id, type, data) changed: a new incident, or an edit of a field
-    the score reads. Every other event costs nothing."""
+    domain events (incident id, type, data) changed: a new incident not scored by its
+    create (``score_new``), or an edit of a field the score reads. Every other event costs
+    nothing."""
     changed = [
         incident_id
         for incident_id, type_, data in events

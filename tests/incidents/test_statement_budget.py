@@ -14,11 +14,11 @@ from tests.incidents.helpers import assign, create, report
 
 # PostgreSQL sends one more statement per write: the NOTIFY before the commit (app.signals).
 NOTIFY = {"sqlite": 0, "postgresql": 1}
-# Token lookup, minerals check, key counter, incident, its minerals, timeline event,
-# timeline head, outbox event, webhook subscriptions, duplicate hint; then the priority
-# score in the same transaction: weights, countries of concern, the incident's minerals,
-# their profiles, its score inputs, the stored score.
-CREATE = 10 + 6
+# Token lookup, key counter with the minerals check, the priority's inputs (weights,
+# countries of concern, the minerals' profiles), incident (its priority and timeline head
+# included), its minerals, timeline event, outbox event, webhook subscriptions, duplicate
+# hint.
+CREATE = 11
 # Token lookup, incident with its minerals and participants (3), action counts, the
 # versioned update, timeline head lock, timeline event, timeline head, outbox event,
 # webhook subscriptions, the people named.
