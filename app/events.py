@@ -91,6 +91,10 @@ class Event:
     # The chain's first event, computed before the incident was inserted with its head
     # (``timeline.opening_event``): appended as it is, with no head to write.
     opened: Recorded | None = None
+    # ``incident`` was read locked (FOR NO KEY UPDATE) in this transaction and carries an
+    # unflushed change that bumps its version: its chain head is current in memory, and is
+    # written by that same UPDATE (no head query, no head UPDATE).
+    head_in_row: bool = False
     # The incident's priority was computed from the values it was written with
     # (``priority.score_new``): not recomputed here.
     scored: bool = False
@@ -123,7 +127,16 @@ async def emit_many(session: AsyncSession, events: Sequence[Event]) -> list[Reco
     recorded = await timeline.record_many(
         session,
         [
-            NewEvent(e.incident_id, e.actor, e.type, e.data, e.at, e.new_chain, e.opened)
+            NewEvent(
+                e.incident_id,
+                e.actor,
+                e.type,
+                e.data,
+                e.at,
+                e.new_chain,
+                e.opened,
+                e.incident if e.head_in_row else None,
+            )
             for e in events
         ],
     )

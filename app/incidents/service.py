@@ -78,13 +78,22 @@ def _id_or_key(id_or_key: str) -> ColumnElement[bool]:
 
 
 async def get_visible(
-    session: AsyncSession, user: User, id_or_key: str | uuid.UUID, *, details: bool = True
+    session: AsyncSession,
+    user: User,
+    id_or_key: str | uuid.UUID,
+    *,
+    details: bool = True,
+    lock: bool = False,
 ) -> Incident:
-    """The incident if the user may see it; 404 otherwise (as if it did not exist)."""
+    """The incident if the user may see it; 404 otherwise (as if it did not exist).
+    ``lock``: its row is locked for this transaction (FOR NO KEY UPDATE, as a timeline
+    append locks it), so what is read stays current until the commit."""
     where = Incident.id == id_or_key if isinstance(id_or_key, uuid.UUID) else _id_or_key(id_or_key)
     query = select(Incident).where(where, visible_to(user))
     if details:
         query = query.options(*_details())
+    if lock:
+        query = query.with_for_update(key_share=True)
     incident = await session.scalar(query.execution_options(populate_existing=True))
     if incident is None:
         raise NotFound("No such incident")
@@ -456,25 +465,35 @@ async def transition(
     incident: Incident,
     expected: int,
     request: TransitionRequest,
+    *,
+    locked: bool = False,
 ) -> Incident:
+    """Move the incident (``locked``: it was read with ``get_visible(lock=True)`` in this
+    transaction, so its timeline head is current and is written with the move itself)."""
     user = principal.user
     require(may_triage(user, incident), "Only leads, admins and the incident's owners may move it")
     check_version(incident, expected)
     source, target = incident.status, request.to
     INCIDENT_LIFECYCLE.check(source, target, await facts(session, user, incident, request))
-    # Looked up before the incident changes: a query after it would autoflush the change
-    # early and bump the version twice for one transition.
+    # Every query comes before the incident changes: a query after it would autoflush the
+    # change early and bump the version twice for one transition.
     duplicate = (
         await get_visible(session, user, request.duplicate_of, details=False)
         if target == "rejected" and request.duplicate_of
         else None
     )
     now = clock.now()
-    incident.status = target
-    incident.updated_at = now
     data: dict[str, Any] = {"from": source, "to": target}
     if request.reason:
         data["reason"] = request.reason
+    actor = Actor.of(principal)
+    cancelled = (
+        await _cancel_actions(session, incident, actor, {**data}, now)
+        if target in INCIDENT_LIFECYCLE.terminal
+        else []
+    )
+    incident.status = target
+    incident.updated_at = now
     if source == "watch" and target == "reported":
         incident.reported_at = now  # the triage clock starts when it is declared
     elif target == "triaged":
@@ -495,13 +514,21 @@ async def transition(
         incident.resolved_at = None  # reopened: sign-offs of the old resolution are void
         incident.resolution_round += 1
         data["reopened"] = True
-    await session.flush()
-    actor = Actor.of(principal)
+    if not locked:
+        await session.flush()
     events = [
-        Event(incident.id, actor, "incident.status_changed", data, now, incident.key, incident)
+        Event(
+            incident.id,
+            actor,
+            "incident.status_changed",
+            data,
+            now,
+            incident.key,
+            incident,
+            head_in_row=locked,
+        ),
+        *cancelled,
     ]
-    if target in INCIDENT_LIFECYCLE.terminal:
-        events += await _cancel_actions(session, incident, actor, data, now)
     await emit_many(session, events)
     # Not read back: a move changes nothing visibility reads, and the session holds every
     # column as written (the version and timeline head included).

@@ -149,6 +149,10 @@ class NewEvent:
     new_chain: bool = False
     # The event already computed by ``opening_event``, its head written with the incident.
     opened: Recorded | None = None
+    # The incident, read locked (FOR NO KEY UPDATE) in this transaction and changed, not
+    # yet flushed: its head is read from it and set on it, so the incident's own versioned
+    # UPDATE writes it (see app.events.Event.head_in_row).
+    holder: Incident | None = None
 
 
 def opening_event(session: AsyncSession, new: NewEvent) -> Recorded:
@@ -192,6 +196,11 @@ async def record_many(session: AsyncSession, new_events: Sequence[NewEvent]) -> 
     heads: dict[uuid.UUID, tuple[int, str]] = {
         e.incident_id: (0, GENESIS) for e in new_events if e.new_chain or e.opened is not None
     }
+    held: dict[uuid.UUID, Incident] = {}
+    for e in new_events:
+        if e.holder is not None and e.incident_id not in heads:
+            held[e.incident_id] = e.holder
+            heads[e.incident_id] = (e.holder.event_count, e.holder.last_event_hash or GENESIS)
     existing = [i for i in ids if i not in heads]
     if existing:
         heads.update(
@@ -220,6 +229,12 @@ async def record_many(session: AsyncSession, new_events: Sequence[NewEvent]) -> 
                 active[new.incident_id] = event.at
         heads[new.incident_id] = (event.seq, event.hash)
         events.append(event)
+    # Set before any statement below, whose autoflush would otherwise write the incident's
+    # change first and the head in a second versioned UPDATE.
+    for incident_id, holder in held.items():
+        holder.event_count, holder.last_event_hash = heads[incident_id]
+        if incident_id in active:
+            holder.last_activity_at = active[incident_id]
     # A bulk insert (no unit-of-work bookkeeping): sweeps append thousands at a time.
     await bulk.insert_rows(
         session,
@@ -237,7 +252,9 @@ async def record_many(session: AsyncSession, new_events: Sequence[NewEvent]) -> 
                 **({"last_activity_at": active[incident_id]} if with_activity else {}),
             }
             for incident_id in ids
-            if (incident_id in active) == with_activity and incident_id not in head_written
+            if (incident_id in active) == with_activity
+            and incident_id not in head_written
+            and incident_id not in held
         ]
         if rows:
             await bulk.update_rows(session, _incidents, "id", rows)

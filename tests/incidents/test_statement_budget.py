@@ -19,10 +19,10 @@ NOTIFY = {"sqlite": 0, "postgresql": 1}
 # included), its minerals, timeline event, outbox event, webhook subscriptions, duplicate
 # hint.
 CREATE = 11
-# Token lookup, incident with its minerals and participants (3), action counts, the
-# versioned update, timeline head lock, timeline event, timeline head, outbox event,
-# webhook subscriptions, the people named.
-TRANSITION = 12
+# Token lookup, incident (locked, so its timeline head is current) with its minerals and
+# participants (3), action counts, the versioned update (the timeline head included),
+# timeline event, outbox event, webhook subscriptions, the people named.
+TRANSITION = 10
 # Token lookup, the page, minerals, participants, the people named: whatever the page holds.
 LIST = 5
 
