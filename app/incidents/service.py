@@ -10,7 +10,7 @@ from typing import Any, Literal, get_args
 
 from sqlalchemy import ColumnElement, Row, Select, bindparam, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.attributes import flag_modified
 
 from app import clock
@@ -63,8 +63,9 @@ def format_key(number: int) -> str:
 
 
 def _details() -> list[Any]:
-    """What the write paths read from an incident besides its columns."""
-    return [selectinload(Incident.mineral_links), selectinload(Incident.participant_links)]
+    """What the write paths read from an incident besides its columns, joined to it in the
+    same statement (a few rows: its minerals times its participants)."""
+    return [joinedload(Incident.mineral_links), joinedload(Incident.participant_links)]
 
 
 # --- reading ----------------------------------------------------------------------------
@@ -93,8 +94,10 @@ async def get_visible(
     if details:
         query = query.options(*_details())
     if lock:
-        query = query.with_for_update(key_share=True)
-    incident = await session.scalar(query.execution_options(populate_existing=True))
+        query = query.with_for_update(key_share=True, of=Incident)
+    result = await session.execute(query.execution_options(populate_existing=True))
+    # Every joined row is read (unique() folds them into one incident with its collections).
+    incident = result.unique().scalar_one_or_none()
     if incident is None:
         raise NotFound("No such incident")
     return incident

@@ -20,9 +20,9 @@ NOTIFY = {"sqlite": 0, "postgresql": 1}
 # hint.
 CREATE = 10
 # Token lookup, incident (locked, so its timeline head is current) with its minerals and
-# participants (3), action counts, the versioned update (the timeline head included),
+# participants joined, action counts, the versioned update (the timeline head included),
 # timeline event, outbox event, webhook subscriptions, the people named.
-TRANSITION = 10
+TRANSITION = 8
 # Token lookup, the page, minerals, participants, the people named: whatever the page holds.
 LIST = 5
 
