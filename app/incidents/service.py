@@ -316,7 +316,6 @@ async def create(session: AsyncSession, principal: Principal, data: IncidentCrea
     user = principal.user
     require(at_least(user.role, "responder"), "Reporting incidents needs the responder role")
     minerals = list(dict.fromkeys(data.minerals))
-    number = await _next_number(session, minerals)
     now = clock.now()
     values = _impact_values(data, set(_CREATE_FIELDS))
     score = await priority.score_new(
@@ -329,6 +328,9 @@ async def create(session: AsyncSession, principal: Principal, data: IncidentCrea
         minerals=minerals,
         now=now,
     )
+    # The key counter's row lock is held until the commit, so concurrent creates wait on
+    # each other: it is taken after the reads, as late as the key allows.
+    number = await _next_number(session, minerals)
     incident_id = new_id()
     key = format_key(number)
     actor = Actor.of(principal)

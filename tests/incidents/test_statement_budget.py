@@ -14,10 +14,10 @@ from tests.incidents.helpers import assign, create, report
 
 # PostgreSQL sends one more statement per write: the NOTIFY before the commit (app.signals).
 NOTIFY = {"sqlite": 0, "postgresql": 1}
-# Token lookup, key counter with the minerals check, the priority's inputs (weights with
-# the countries of concern, the minerals' profiles), incident (its priority and timeline head
-# included), its minerals, timeline event, outbox event, webhook subscriptions, duplicate
-# hint.
+# Token lookup, the priority's inputs (weights with the countries of concern, the
+# minerals' profiles), key counter with the minerals check, incident (its priority and
+# timeline head included), its minerals, timeline event, outbox event, webhook
+# subscriptions, duplicate hint.
 CREATE = 10
 # Token lookup, incident (locked, so its timeline head is current) with its minerals and
 # participants joined, action counts, the versioned update (the timeline head included),
