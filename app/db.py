@@ -147,8 +147,12 @@ def _configure_sqlite(engine: AsyncEngine, writers: WriterQueue) -> None:
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Connection) -> None:
         # Writers take the write lock up front, so concurrent writers wait their turn
-        # instead of failing on a lock upgrade; readers use a deferred BEGIN.
-        if conn.get_execution_options().get("rrg_readonly", False):
+        # instead of failing on a lock upgrade; readers use a deferred BEGIN; a single read
+        # none (the statement is its own transaction).
+        options = conn.get_execution_options()
+        if options.get(SINGLE_READ, False):
+            return
+        if options.get("rrg_readonly", False):
             conn.exec_driver_sql("BEGIN")
             return
         writers.take_turn(conn.info)
@@ -164,6 +168,9 @@ def _configure_sqlite(engine: AsyncEngine, writers: WriterQueue) -> None:
     def _on_checkin(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
         writers.end_turn(record.info)
 
+
+# The execution option of a session that sends one read outside any transaction.
+SINGLE_READ = "rrg_single_read"
 
 # Where a session carries the timeline's HMAC key (``Session.info``): the key travels with
 # the Database that opened the session, never through module state.
@@ -196,6 +203,14 @@ class Database:
         self._writer = async_sessionmaker(self.engine, expire_on_commit=False, info=info)
         self._reader = async_sessionmaker(
             self.engine.execution_options(rrg_readonly=True), expire_on_commit=False, info=info
+        )
+        # One statement needs no transaction around it: on PostgreSQL autocommit saves the
+        # BEGIN and ROLLBACK round trips, on SQLite the BEGIN hook skips it.
+        single: dict[str, Any] = {SINGLE_READ: True}
+        if self.dialect == "postgresql":
+            single["isolation_level"] = "AUTOCOMMIT"
+        self._single_reader = async_sessionmaker(
+            self.engine.execution_options(**single), expire_on_commit=False, info=info
         )
 
     @classmethod
@@ -231,6 +246,13 @@ class Database:
             except BaseException:
                 await session.rollback()
                 raise
+
+    @asynccontextmanager
+    async def single_read(self) -> AsyncIterator[AsyncSession]:
+        """A session for exactly one read statement, sent outside any transaction (one
+        statement always sees one consistent snapshot). Nothing it loads may be written."""
+        async with self._single_reader() as session:
+            yield session
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -52,14 +52,14 @@ async def current_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_credentials)],
 ) -> Principal:
-    """The caller, resolved in a short read of its own: the request's unit of work starts
-    only when the endpoint first touches the database (so work that must commit before
-    it, such as an idempotency reservation, can)."""
+    """The caller, resolved in one statement of its own, outside any transaction: the
+    request's unit of work starts only when the endpoint first touches the database (so
+    work that must commit before it, such as an idempotency reservation, can)."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("A bearer token is required")
     db = get_database(request)
     try:
-        async with db.unit_of_work(readonly=True) as session:
+        async with db.single_read() as session:
             principal, stale = await auth_service.principal_for_token(
                 session, credentials.credentials
             )

@@ -88,6 +88,16 @@ class Event:
     # The incident was created in this transaction: its chain is empty and no other
     # transaction can see it, so there is no head to lock and read.
     new_chain: bool = False
+    # The chain's first event, computed before the incident was inserted with its head
+    # (``timeline.opening_event``): appended as it is, with no head to write.
+    opened: Recorded | None = None
+    # ``incident`` was read locked (FOR NO KEY UPDATE) in this transaction and carries an
+    # unflushed change that bumps its version: its chain head is current in memory, and is
+    # written by that same UPDATE (no head query, no head UPDATE).
+    head_in_row: bool = False
+    # The incident's priority was computed from the values it was written with
+    # (``priority.score_new``): not recomputed here.
+    scored: bool = False
 
 
 async def emit(
@@ -116,7 +126,19 @@ async def emit_many(session: AsyncSession, events: Sequence[Event]) -> list[Reco
         return []
     recorded = await timeline.record_many(
         session,
-        [NewEvent(e.incident_id, e.actor, e.type, e.data, e.at, e.new_chain) for e in events],
+        [
+            NewEvent(
+                e.incident_id,
+                e.actor,
+                e.type,
+                e.data,
+                e.at,
+                e.new_chain,
+                e.opened,
+                e.incident if e.head_in_row else None,
+            )
+            for e in events
+        ],
     )
     published = [
         (e, stored, types)
@@ -135,7 +157,9 @@ async def emit_many(session: AsyncSession, events: Sequence[Event]) -> list[Reco
     held = {e.incident_id: e.incident for e in events if e.incident is not None}
     for at, rows in by_time.items():
         await outbox.emit_many(session, rows, at=at, held=held)
-    await refresh_for_events(session, ((e.incident_id, e.type, e.data) for e in events))
+    await refresh_for_events(
+        session, ((e.incident_id, e.type, e.data) for e in events if not e.scored)
+    )
     signals.announce(
         session,
         incident_ids=(e.incident_id for e in events),

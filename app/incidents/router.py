@@ -198,9 +198,9 @@ async def transition_incident(
     if_match: IfMatchRequired,
 ) -> IncidentOut:
     """Move the incident; a refusal (409) lists every unmet guard in ``unmet``."""
-    incident = await service.get_visible(session, principal.user, id_or_key)
+    incident = await service.get_visible(session, principal.user, id_or_key, lock=True)
     expected = required_version(if_match, incident.version)
-    incident = await service.transition(session, principal, incident, expected, data)
+    incident = await service.transition(session, principal, incident, expected, data, locked=True)
     return await _out(session, incident, response, principal)
 
 

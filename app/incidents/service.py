@@ -10,7 +10,7 @@ from typing import Any, Literal, get_args
 
 from sqlalchemy import ColumnElement, Row, Select, bindparam, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.attributes import flag_modified
 
 from app import clock
@@ -47,9 +47,11 @@ from app.incidents.visibility import visible_to
 from app.kit.pagination import Key, Kind, Order, paginate
 from app.minerals.models import Mineral
 from app.ministries.models import CO_LEAD_CODES, Ministry
-from app.models_base import apply_changes, check_version, requested_changes
+from app.models_base import apply_changes, check_version, new_id, requested_changes
+from app.priority import service as priority
+from app.timeline import service as timeline
 from app.timeline.models import TimelineEvent
-from app.timeline.service import Actor
+from app.timeline.service import Actor, NewEvent
 
 KEY_COUNTER = "incident_key"
 DUPLICATE_WINDOW = timedelta(days=14)
@@ -61,8 +63,9 @@ def format_key(number: int) -> str:
 
 
 def _details() -> list[Any]:
-    """What the write paths read from an incident besides its columns."""
-    return [selectinload(Incident.mineral_links), selectinload(Incident.participant_links)]
+    """What the write paths read from an incident besides its columns, joined to it in the
+    same statement (a few rows: its minerals times its participants)."""
+    return [joinedload(Incident.mineral_links), joinedload(Incident.participant_links)]
 
 
 # --- reading ----------------------------------------------------------------------------
@@ -76,14 +79,25 @@ def _id_or_key(id_or_key: str) -> ColumnElement[bool]:
 
 
 async def get_visible(
-    session: AsyncSession, user: User, id_or_key: str | uuid.UUID, *, details: bool = True
+    session: AsyncSession,
+    user: User,
+    id_or_key: str | uuid.UUID,
+    *,
+    details: bool = True,
+    lock: bool = False,
 ) -> Incident:
-    """The incident if the user may see it; 404 otherwise (as if it did not exist)."""
+    """The incident if the user may see it; 404 otherwise (as if it did not exist).
+    ``lock``: its row is locked for this transaction (FOR NO KEY UPDATE, as a timeline
+    append locks it), so what is read stays current until the commit."""
     where = Incident.id == id_or_key if isinstance(id_or_key, uuid.UUID) else _id_or_key(id_or_key)
     query = select(Incident).where(where, visible_to(user))
     if details:
         query = query.options(*_details())
-    incident = await session.scalar(query.execution_options(populate_existing=True))
+    if lock:
+        query = query.with_for_update(key_share=True, of=Incident)
+    result = await session.execute(query.execution_options(populate_existing=True))
+    # Every joined row is read (unique() folds them into one incident with its collections).
+    incident = result.unique().scalar_one_or_none()
     if incident is None:
         raise NotFound("No such incident")
     return incident
@@ -247,21 +261,42 @@ async def possible_duplicates(
 async def _check_minerals(session: AsyncSession, codes: Sequence[str]) -> list[str]:
     wanted = list(dict.fromkeys(codes))
     known = set((await session.scalars(select(Mineral.code).where(Mineral.code.in_(wanted)))).all())
-    unknown = [c for c in wanted if c not in known]
-    if unknown:
-        raise InvalidInput("minerals", f"unknown mineral codes: {', '.join(unknown)}")
+    _refuse_unknown(wanted, known)
     return wanted
 
 
-async def _next_number(session: AsyncSession) -> int:
-    # The row lock serialises concurrent creators; a rolled-back create gives its number back.
-    number = await session.scalar(
-        update(Counter)
-        .where(Counter.name == KEY_COUNTER)
-        .values(value=Counter.value + 1)
-        .returning(Counter.value)
+def _refuse_unknown(wanted: Sequence[str], known: set[str]) -> None:
+    unknown = [c for c in wanted if c not in known]
+    if unknown:
+        raise InvalidInput("minerals", f"unknown mineral codes: {', '.join(unknown)}")
+
+
+_counters = table_of(Counter)
+_minerals = table_of(Mineral)
+# The next key number and, in the same round trip, how many of the reported mineral codes
+# exist. The row lock serialises concurrent creators; a rolled-back create (unknown
+# minerals included) gives its number back.
+_next_number_query = (
+    update(_counters)
+    .where(_counters.c.name == KEY_COUNTER)
+    .values(value=_counters.c.value + 1)
+    .returning(
+        _counters.c.value,
+        select(func.count())
+        .select_from(_minerals)
+        .where(_minerals.c.code.in_(bindparam("codes", expanding=True)))
+        .scalar_subquery(),
     )
-    assert number is not None, "the incident key counter is seeded by migration"
+)
+
+
+async def _next_number(session: AsyncSession, minerals: Sequence[str]) -> int:
+    """The next incident number, once every mineral code is known (else 422)."""
+    row = (await session.execute(_next_number_query, {"codes": list(minerals)})).one_or_none()
+    assert row is not None, "the incident key counter is seeded by migration"
+    number, known = row
+    if known != len(minerals):
+        await _check_minerals(session, minerals)  # names the unknown codes
     return int(number)
 
 
@@ -272,40 +307,85 @@ def _impact_values(data: IncidentCreate | IncidentUpdate, fields: set[str]) -> d
     return {k: python[k] if k == "effective_at" else dumped[k] for k in fields}
 
 
+_CREATE_FIELDS = frozenset(IncidentCreate.model_fields) - {"minerals", "status"}
+
+
 async def create(session: AsyncSession, principal: Principal, data: IncidentCreate) -> Incident:
+    """Report an incident in one INSERT that already holds what a create would otherwise
+    write back: its priority and its timeline head (the first event is hashed first)."""
     user = principal.user
     require(at_least(user.role, "responder"), "Reporting incidents needs the responder role")
-    minerals = await _check_minerals(session, data.minerals)
+    minerals = list(dict.fromkeys(data.minerals))
     now = clock.now()
-    number = await _next_number(session)
-    fields = set(IncidentCreate.model_fields) - {"minerals", "status"}
+    values = _impact_values(data, set(_CREATE_FIELDS))
+    score = await priority.score_new(
+        session,
+        severity=values["severity"],
+        supply_share_pct=values["supply_share_affected_pct"],
+        days_of_cover=values["days_of_cover"],
+        sectors=values["affected_sectors"],
+        effective_at=values["effective_at"],
+        minerals=minerals,
+        now=now,
+    )
+    # The key counter's row lock is held until the commit, so concurrent creates wait on
+    # each other: it is taken after the reads, as late as the key allows.
+    number = await _next_number(session, minerals)
+    incident_id = new_id()
+    key = format_key(number)
+    actor = Actor.of(principal)
+    opened = timeline.opening_event(
+        session,
+        NewEvent(
+            incident_id,
+            actor,
+            "incident.created",
+            {"key": key, "status": data.status, **data.model_dump(mode="json")},
+            now,
+            new_chain=True,
+        ),
+    )
     incident = Incident(
+        id=incident_id,
         number=number,
-        key=format_key(number),
+        key=key,
         status=data.status,
         reporter_id=user.id,
         reporter_ministry_id=user.ministry_id,
         reported_at=now,
-        last_activity_at=now,
+        last_activity_at=opened.at,
         created_at=now,
         updated_at=now,
+        event_count=opened.seq,
+        last_event_hash=opened.hash,
+        priority_score=score.score,
+        priority_breakdown=score.as_json(),
+        priority_computed_at=now,
         mineral_links=[IncidentMineral(mineral_code=c) for c in minerals],
         participant_links=[],
-        **_impact_values(data, fields),
+        **values,
     )
     session.add(incident)
     await session.flush()
-    await emit(
+    await emit_many(
         session,
-        incident,
-        Actor.of(principal),
-        "incident.created",
-        {"key": incident.key, "status": incident.status, **data.model_dump(mode="json")},
-        at=now,
-        new_chain=True,
+        [
+            Event(
+                incident_id,
+                actor,
+                opened.type,
+                opened.data,
+                now,
+                key,
+                incident,
+                new_chain=True,
+                opened=opened,
+                scored=True,
+            )
+        ],
     )
     # Not read back: the reporter is named on it, so sees it, and the session holds every
-    # column as written (the timeline head included).
+    # column as written (the timeline head and the priority included).
     return incident
 
 
@@ -390,25 +470,35 @@ async def transition(
     incident: Incident,
     expected: int,
     request: TransitionRequest,
+    *,
+    locked: bool = False,
 ) -> Incident:
+    """Move the incident (``locked``: it was read with ``get_visible(lock=True)`` in this
+    transaction, so its timeline head is current and is written with the move itself)."""
     user = principal.user
     require(may_triage(user, incident), "Only leads, admins and the incident's owners may move it")
     check_version(incident, expected)
     source, target = incident.status, request.to
     INCIDENT_LIFECYCLE.check(source, target, await facts(session, user, incident, request))
-    # Looked up before the incident changes: a query after it would autoflush the change
-    # early and bump the version twice for one transition.
+    # Every query comes before the incident changes: a query after it would autoflush the
+    # change early and bump the version twice for one transition.
     duplicate = (
         await get_visible(session, user, request.duplicate_of, details=False)
         if target == "rejected" and request.duplicate_of
         else None
     )
     now = clock.now()
-    incident.status = target
-    incident.updated_at = now
     data: dict[str, Any] = {"from": source, "to": target}
     if request.reason:
         data["reason"] = request.reason
+    actor = Actor.of(principal)
+    cancelled = (
+        await _cancel_actions(session, incident, actor, {**data}, now)
+        if target in INCIDENT_LIFECYCLE.terminal
+        else []
+    )
+    incident.status = target
+    incident.updated_at = now
     if source == "watch" and target == "reported":
         incident.reported_at = now  # the triage clock starts when it is declared
     elif target == "triaged":
@@ -429,13 +519,21 @@ async def transition(
         incident.resolved_at = None  # reopened: sign-offs of the old resolution are void
         incident.resolution_round += 1
         data["reopened"] = True
-    await session.flush()
-    actor = Actor.of(principal)
+    if not locked:
+        await session.flush()
     events = [
-        Event(incident.id, actor, "incident.status_changed", data, now, incident.key, incident)
+        Event(
+            incident.id,
+            actor,
+            "incident.status_changed",
+            data,
+            now,
+            incident.key,
+            incident,
+            head_in_row=locked,
+        ),
+        *cancelled,
     ]
-    if target in INCIDENT_LIFECYCLE.terminal:
-        events += await _cancel_actions(session, incident, actor, data, now)
     await emit_many(session, events)
     # Not read back: a move changes nothing visibility reads, and the session holds every
     # column as written (the version and timeline head included).

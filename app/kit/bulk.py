@@ -66,6 +66,11 @@ def columns_of(table: Table, rows: Sequence[dict[str, Any]]) -> dict[str, list[A
     return out
 
 
+# Below this many rows a PostgreSQL insert is one prepared ``INSERT … unnest`` (one round
+# trip); from it on, COPY (an introspection and a copy-in exchange, cheaper per row).
+COPY_MIN_ROWS = 64
+
+
 async def insert_rows(session: AsyncSession, table: Table, rows: Sequence[dict[str, Any]]) -> None:
     """Insert rows (dicts with the same keys) in one statement."""
     if not rows:
@@ -73,7 +78,7 @@ async def insert_rows(session: AsyncSession, table: Table, rows: Sequence[dict[s
     if not is_postgresql(session):
         await session.execute(insert(table), list(rows))
         return
-    driver = await _driver_connection(session)
+    driver = await _driver_connection(session) if len(rows) >= COPY_MIN_ROWS else None
     if driver is not None:
         names = list(rows[0])
         convert = [_value(table, name) for name in names]

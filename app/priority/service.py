@@ -29,6 +29,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from app import clock
 from app.auth import permissions
 from app.auth.service import Principal
+from app.countries import CO_LEAD_COUNTRIES
 from app.db import Database, table_of
 from app.deps import check_preconditions
 from app.errors import Forbidden, InvalidInput
@@ -41,8 +42,16 @@ from app.priority.models import (
     PriorityWeights,
     PriorityWeightsChange,
 )
-from app.priority.score import COMPONENTS, EFFECT_HORIZON_DAYS, Weights, inputs_for, priority
-from app.register.queries import concern_by_country, current_profiles
+from app.priority.score import (
+    COMPONENTS,
+    EFFECT_HORIZON_DAYS,
+    Priority,
+    Weights,
+    inputs_for,
+    priority,
+)
+from app.register.models import ConcernList
+from app.register.queries import current_profiles
 
 logger = logging.getLogger("rrg.priority")
 
@@ -77,6 +86,40 @@ async def weights_row(session: AsyncSession, *, lock: bool = False) -> PriorityW
 
 async def load_weights(session: AsyncSession) -> Weights:
     return weights_of(await weights_row(session))
+
+
+_weights = table_of(PriorityWeights)
+_concern_lists = table_of(ConcernList)
+
+
+def _scalar(table: Any, column: str, key_column: str, key: str) -> Any:
+    return select(table.c[column]).where(table.c[key_column] == key).scalar_subquery()
+
+
+# Everything a score reads besides the incident and its minerals' profiles, in one round
+# trip that always returns one row: the weights (NULL while never set) and each co-lead
+# ministry's countries of concern (NULL while never set).
+_settings_query = select(
+    *(_scalar(_weights, c, "name", WEIGHTS_NAME).label(c) for c in ("components", "sectors")),
+    _scalar(_weights, "version", "name", WEIGHTS_NAME).label("version"),
+    *(
+        _scalar(_concern_lists, "countries", "ministry_code", ministry).label(country)
+        for country, ministry in CO_LEAD_COUNTRIES.items()
+    ),
+)
+
+
+async def load_settings(session: AsyncSession) -> tuple[Weights, dict[str, frozenset[str]]]:
+    """The weights and, per co-lead country, the countries of concern its ministry lists
+    (as ``load_weights`` and ``app.register.queries.concern_by_country``), in one query."""
+    row = (await session.execute(_settings_query)).one()
+    weights = (
+        Weights()
+        if row.version is None
+        else Weights(dict(row.components), dict(row.sectors), row.version)
+    )
+    concern = {country: frozenset(row._mapping[country] or ()) for country in CO_LEAD_COUNTRIES}
+    return weights, concern
 
 
 def _as_dict(weights: Weights) -> dict[str, Any]:
@@ -179,12 +222,45 @@ async def recompute_open(
     return int(counted or 0)
 
 
+async def score_new(
+    session: AsyncSession,
+    *,
+    severity: str | None,
+    supply_share_pct: float | None,
+    days_of_cover: dict[str, Any] | None,
+    sectors: list[str] | None,
+    effective_at: datetime | None,
+    minerals: Collection[str],
+    now: datetime,
+) -> Priority:
+    """The priority of an incident about to be written, from the values it is written with:
+    its create stores the score in its own INSERT instead of reading it back to recompute."""
+    weights, concern = await load_settings(session)
+    codes = sorted(set(minerals))  # the order recompute_priority reads them in
+    profiles = await current_profiles(session, codes)
+    return priority(
+        inputs_for(
+            severity=severity,
+            supply_share_pct=supply_share_pct,
+            days_of_cover=days_of_cover or {},
+            sectors=sectors or [],
+            effective_at=effective_at,
+            minerals=codes,
+            profiles=profiles,
+            concern=concern,
+        ),
+        weights,
+        now,
+    )
+
+
 async def refresh_for_events(
     session: AsyncSession, events: Iterable[tuple[uuid.UUID, str, dict[str, Any]]]
 ) -> None:
     """Recompute, in the writing transaction, the incidents whose priority inputs these
-    domain events (incident id, type, data) changed: a new incident, or an edit of a field
-    the score reads. Every other event costs nothing."""
+    domain events (incident id, type, data) changed: a new incident not scored by its
+    create (``score_new``), or an edit of a field the score reads. Every other event costs
+    nothing."""
     changed = [
         incident_id
         for incident_id, type_, data in events
@@ -270,8 +346,7 @@ async def recompute_priority(
     if not ids:
         return 0
     now = now or clock.now()
-    weights = await load_weights(session)
-    concern = await concern_by_country(session)
+    weights, concern = await load_settings(session)
     incidents = table_of(Incident)
     statement = (
         update(incidents)

@@ -147,6 +147,37 @@ class NewEvent:
     at: datetime | None = None
     # The incident was created in this transaction (see app.events.Event.new_chain).
     new_chain: bool = False
+    # The event already computed by ``opening_event``, its head written with the incident.
+    opened: Recorded | None = None
+    # The incident, read locked (FOR NO KEY UPDATE) in this transaction and changed, not
+    # yet flushed: its head is read from it and set on it, so the incident's own versioned
+    # UPDATE writes it (see app.events.Event.head_in_row).
+    holder: Incident | None = None
+
+
+def opening_event(session: AsyncSession, new: NewEvent) -> Recorded:
+    """The first event of the chain of an incident not yet inserted (seq 1 after the
+    genesis hash), computed without a query: its creator writes the head (``event_count``
+    1, ``last_event_hash``, ``last_activity_at``) in the incident's own INSERT, then appends
+    it with ``record_many`` as ``NewEvent.opened``, which writes no head for it."""
+    return _hashed(audit_key(session), new, 0, GENESIS, new.at or clock.now())
+
+
+def _hashed(secret: bytes, new: NewEvent, seq: int, prev_hash: str, at: datetime) -> Recorded:
+    """The event following ``seq``/``prev_hash`` in its chain, with its keyed hash."""
+    event = Recorded(
+        id=uuid.uuid4(),
+        incident_id=new.incident_id,
+        seq=seq + 1,
+        at=at,
+        actor_kind=new.actor.kind,
+        actor_user_id=new.actor.user_id,
+        actor_token_id=new.actor.token_id,
+        type=new.type,
+        data=json_safe(new.data),
+        prev_hash=prev_hash,
+    )
+    return replace(event, hash=keyed_hash(secret, message_of(event)))
 
 
 async def record_many(session: AsyncSession, new_events: Sequence[NewEvent]) -> list[Recorded]:
@@ -163,8 +194,13 @@ async def record_many(session: AsyncSession, new_events: Sequence[NewEvent]) -> 
         return []
     ids = sorted({e.incident_id for e in new_events})
     heads: dict[uuid.UUID, tuple[int, str]] = {
-        e.incident_id: (0, GENESIS) for e in new_events if e.new_chain
+        e.incident_id: (0, GENESIS) for e in new_events if e.new_chain or e.opened is not None
     }
+    held: dict[uuid.UUID, Incident] = {}
+    for e in new_events:
+        if e.holder is not None and e.incident_id not in heads:
+            held[e.incident_id] = e.holder
+            heads[e.incident_id] = (e.holder.event_count, e.holder.last_event_hash or GENESIS)
     existing = [i for i in ids if i not in heads]
     if existing:
         heads.update(
@@ -178,26 +214,27 @@ async def record_many(session: AsyncSession, new_events: Sequence[NewEvent]) -> 
     secret = audit_key(session)
     now = clock.now()
     active: dict[uuid.UUID, datetime] = {}
+    # Chains whose head is already written (an opened chain with no event after it).
+    head_written: set[uuid.UUID] = set()
     events: list[Recorded] = []
     for new in new_events:
-        seq, prev_hash = heads[new.incident_id]
-        event = Recorded(
-            id=uuid.uuid4(),
-            incident_id=new.incident_id,
-            seq=seq + 1,
-            at=new.at or now,
-            actor_kind=new.actor.kind,
-            actor_user_id=new.actor.user_id,
-            actor_token_id=new.actor.token_id,
-            type=new.type,
-            data=json_safe(new.data),
-            prev_hash=prev_hash,
-        )
-        event = replace(event, hash=keyed_hash(secret, message_of(event)))
+        if new.opened is not None:
+            event = new.opened
+            head_written.add(new.incident_id)
+        else:
+            seq, prev_hash = heads[new.incident_id]
+            event = _hashed(secret, new, seq, prev_hash, new.at or now)
+            head_written.discard(new.incident_id)
+            if new.actor.kind != "system":
+                active[new.incident_id] = event.at
         heads[new.incident_id] = (event.seq, event.hash)
-        if new.actor.kind != "system":
-            active[new.incident_id] = event.at
         events.append(event)
+    # Set before any statement below, whose autoflush would otherwise write the incident's
+    # change first and the head in a second versioned UPDATE.
+    for incident_id, holder in held.items():
+        holder.event_count, holder.last_event_hash = heads[incident_id]
+        if incident_id in active:
+            holder.last_activity_at = active[incident_id]
     # A bulk insert (no unit-of-work bookkeeping): sweeps append thousands at a time.
     await bulk.insert_rows(
         session,
@@ -216,6 +253,8 @@ async def record_many(session: AsyncSession, new_events: Sequence[NewEvent]) -> 
             }
             for incident_id in ids
             if (incident_id in active) == with_activity
+            and incident_id not in head_written
+            and incident_id not in held
         ]
         if rows:
             await bulk.update_rows(session, _incidents, "id", rows)

@@ -14,15 +14,15 @@ from tests.incidents.helpers import assign, create, report
 
 # PostgreSQL sends one more statement per write: the NOTIFY before the commit (app.signals).
 NOTIFY = {"sqlite": 0, "postgresql": 1}
-# Token lookup, minerals check, key counter, incident, its minerals, timeline event,
-# timeline head, outbox event, webhook subscriptions, duplicate hint; then the priority
-# score in the same transaction: weights, countries of concern, the incident's minerals,
-# their profiles, its score inputs, the stored score.
-CREATE = 10 + 6
-# Token lookup, incident with its minerals and participants (3), action counts, the
-# versioned update, timeline head lock, timeline event, timeline head, outbox event,
-# webhook subscriptions, the people named.
-TRANSITION = 12
+# Token lookup, the priority's inputs (weights with the countries of concern, the
+# minerals' profiles), key counter with the minerals check, incident (its priority and
+# timeline head included), its minerals, timeline event, outbox event, webhook
+# subscriptions, duplicate hint.
+CREATE = 10
+# Token lookup, incident (locked, so its timeline head is current) with its minerals and
+# participants joined, action counts, the versioned update (the timeline head included),
+# timeline event, outbox event, webhook subscriptions, the people named.
+TRANSITION = 8
 # Token lookup, the page, minerals, participants, the people named: whatever the page holds.
 LIST = 5
 
