@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
+import traceback
 
 if os.environ.get("QUICK") == "1":  # before the benchmark modules read RRG_BENCH_QUICK
     os.environ.setdefault("RRG_BENCH_QUICK", "1")
@@ -55,15 +57,32 @@ async def ensure_database() -> None:
     await server.dispose()
 
 
-def main() -> None:
+def main() -> int:
+    """Exit 0 when every chosen benchmark ran to the end, whatever its targets' verdicts
+    (they are in the table); 1 when one could not run (named after the table)."""
     chosen = sys.argv[1:] or list(BENCHMARKS)
+    unknown = [name for name in chosen if name not in BENCHMARKS]
+    if unknown:
+        print(f"unknown benchmark(s): {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
+        return 2
     asyncio.run(ensure_database())
     figures: list[Figure] = []
+    errors: list[str] = []
+    started = time.monotonic()
     for name in chosen:
         print(f"running {name} ...", file=sys.stderr)
-        figures.extend(BENCHMARKS[name]())
-    print_table(figures)
+        began = time.monotonic()
+        try:
+            figures.extend(BENCHMARKS[name]())
+        except Exception as exc:  # reported after the table; the other benchmarks still run
+            traceback.print_exc()
+            errors.append(f"{name}: {type(exc).__name__}: {exc}".splitlines()[0])
+        print(f"{name} took {time.monotonic() - began:.0f} s", file=sys.stderr)
+    print_table(figures, errors)
+    quick = " (QUICK=1)" if os.environ.get("RRG_BENCH_QUICK") == "1" else ""
+    print(f"{len(chosen)} benchmarks{quick} in {time.monotonic() - started:.0f} s")
+    return 1 if errors else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

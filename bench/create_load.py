@@ -349,7 +349,7 @@ def _p1(backend: Backend, payloads: list[str]) -> list[Figure]:
             floor_sat.requests_per_second,
             "floor app",
         ),
-        Figure(NAME, f"P1 {b} saturation ratio rrg/floor", ratio, "x", target="≥ 0.60"),
+        Figure(NAME, f"P1 {b} saturation ratio rrg/floor", ratio, "x"),
         Figure(
             NAME,
             f"P1 {b} saturation p99",
@@ -376,7 +376,6 @@ def _p1(backend: Backend, payloads: list[str]) -> list[Figure]:
             "ms",
             floor_steady.p99_ms,
             "floor app",
-            target="≤ 50 ms",
         ),
         Figure(
             NAME,
@@ -385,7 +384,6 @@ def _p1(backend: Backend, payloads: list[str]) -> list[Figure]:
             "req",
             floor_steady.offered - floor_steady.served_ok,
             "floor app",
-            target="0",
         ),
         Figure(NAME, f"P1 {b} server CPU per create", cpu_ms, "ms"),
         Figure(
@@ -401,7 +399,6 @@ def _p1(backend: Backend, payloads: list[str]) -> list[Figure]:
             f"{b} GET /api/v1/me ratio rrg/bare",
             rrg_me.requests_per_second / bare_me.requests_per_second,
             "x",
-            target="≥ 0.50",
         ),
     ]
 
@@ -425,7 +422,6 @@ def _p5(backend: Backend, payloads: list[str]) -> list[Figure]:
             "MB",
             floor_rss,
             "floor app, same count of creates",
-            target="≤ 150 MB",
         )
     ]
 

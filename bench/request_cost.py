@@ -255,7 +255,6 @@ def run() -> list[Figure]:
                     f"{backend} GET /me throughput vs bare (CPU ratio)",
                     bare.cpu_ms / me.cpu_ms,
                     "x",
-                    target="≥ 0.50",
                 )
             )
     return figures
