@@ -43,11 +43,18 @@ from bench.escalation_sweep import (
 from bench.incidents_list import _get, _literal, _summary
 
 NAME = "actions_queue"
-SHAPE = Shape(open_actions=120_000, overdue=6_000, terminal=180_000, overdue_escalated=True)
+QUICK = os.environ.get("RRG_BENCH_QUICK") == "1"
+SHAPE = (
+    Shape(
+        incidents=2_000, open_actions=12_000, overdue=600, terminal=18_000, overdue_escalated=True
+    )
+    if QUICK
+    else Shape(open_actions=120_000, overdue=6_000, terminal=180_000, overdue_escalated=True)
+)
 CALLER = "doe.user002@rrg.example"  # a DOE lead, not a co-chair
 WARMUP = 50
-REQUESTS = 200
-CPU_REQUESTS = 200
+REQUESTS = 100 if QUICK else 200
+CPU_REQUESTS = 100 if QUICK else 200
 LIMIT = 50
 
 ME = "/api/v1/me"

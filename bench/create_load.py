@@ -54,8 +54,8 @@ from bench.common import (
 
 NAME = "create_load"
 QUICK = os.environ.get("RRG_BENCH_QUICK") == "1"
-SECONDS = int(os.environ.get("RRG_BENCH_SECONDS", "5" if QUICK else "20"))
-P5_REQUESTS = int(os.environ.get("RRG_BENCH_P5_REQUESTS", "10000" if QUICK else "100000"))
+SECONDS = int(os.environ.get("RRG_BENCH_SECONDS", "3" if QUICK else "20"))
+P5_REQUESTS = int(os.environ.get("RRG_BENCH_P5_REQUESTS", "5000" if QUICK else "100000"))
 CONNECTIONS = 32
 RATE_WORKERS, RATE_PER_WORKER = 30, 10  # 300 requests/s offered
 PATH = "/api/v1/incidents"

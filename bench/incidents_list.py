@@ -49,12 +49,13 @@ from app.incidents.vocabulary import CATEGORIES, SECTORS
 from bench.common import BENCH_POSTGRES_URL, Figure, Server, median, percentile, rrg_server
 
 NAME = "incidents_list"
-INCIDENTS = 100_000
+QUICK = os.environ.get("RRG_BENCH_QUICK") == "1"
+INCIDENTS = 10_000 if QUICK else 100_000  # with 3 actions and 10 timeline events each
 USERS_PER_MINISTRY = 100
 EVENTS_MIN, EVENTS_MAX = 4, 16  # per incident: ~1M in all
 WARMUP = 50
-REQUESTS = 300
-CPU_REQUESTS = 200
+REQUESTS = 100 if QUICK else 300
+CPU_REQUESTS = 100 if QUICK else 200
 PAGES = 20
 LIMIT = 50
 LEAD_EMAIL = "bench.lead@doe.example"

@@ -45,10 +45,11 @@ from bench import incidents_list as population
 from bench.common import BENCH_POSTGRES_URL, Figure, Server, percentile, rrg_server
 
 NAME = "priority_list"
-SIZES = (10_000, 100_000)
+QUICK = os.environ.get("RRG_BENCH_QUICK") == "1"
+SIZES = (2_000, 10_000) if QUICK else (10_000, 100_000)
 WARMUP = 50
-REQUESTS = 300
-CPU_REQUESTS = 200
+REQUESTS = 100 if QUICK else 300
+CPU_REQUESTS = 100 if QUICK else 200
 PAGES = 20
 LIMIT = 50
 TARGET = "p99 ≤ 30 ms (P2)"

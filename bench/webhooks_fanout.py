@@ -48,8 +48,9 @@ NAME = "webhooks_fanout"
 SUBSCRIPTIONS = 4
 CONCURRENCY = 64
 PER_SUBSCRIPTION = CONCURRENCY // SUBSCRIPTIONS
-EVENTS = 2_500  # 10,000 deliveries
-TRICKLE = 200
+QUICK = os.environ.get("RRG_BENCH_QUICK") == "1"
+EVENTS = 500 if QUICK else 2_500  # x SUBSCRIPTIONS deliveries
+TRICKLE = 50 if QUICK else 200
 GAP = 0.05
 REPO = Path(__file__).resolve().parent.parent
 URL = BENCH_POSTGRES_URL + "_webhooks"
