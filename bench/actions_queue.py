@@ -53,8 +53,8 @@ SHAPE = (
 )
 CALLER = "doe.user002@rrg.example"  # a DOE lead, not a co-chair
 WARMUP = 50
-REQUESTS = 100 if QUICK else 200
-CPU_REQUESTS = 100 if QUICK else 200
+REQUESTS = 50 if QUICK else 200
+CPU_REQUESTS = 50 if QUICK else 200
 LIMIT = 50
 
 ME = "/api/v1/me"

@@ -54,8 +54,9 @@ from bench.common import (
 
 NAME = "create_load"
 QUICK = os.environ.get("RRG_BENCH_QUICK") == "1"
-SECONDS = int(os.environ.get("RRG_BENCH_SECONDS", "3" if QUICK else "20"))
-P5_REQUESTS = int(os.environ.get("RRG_BENCH_P5_REQUESTS", "5000" if QUICK else "100000"))
+SECONDS = int(os.environ.get("RRG_BENCH_SECONDS", "2" if QUICK else "20"))
+P5_REQUESTS = int(os.environ.get("RRG_BENCH_P5_REQUESTS", "2000" if QUICK else "100000"))
+WARMUP = 50 if QUICK else 200  # creates before measuring
 CONNECTIONS = 32
 RATE_WORKERS, RATE_PER_WORKER = 30, 10  # 300 requests/s offered
 PATH = "/api/v1/incidents"
@@ -321,7 +322,7 @@ def _measure_create(
     server: Server, token: str, payloads: list[str]
 ) -> tuple[Saturation, Steady, Saturation]:
     """Creates at saturation and at 300/s, then ``GET /api/v1/me`` at saturation."""
-    hey(server, PATH, token=token, body=payloads[0], requests=200)  # warm-up
+    hey(server, PATH, token=token, body=payloads[0], requests=WARMUP)
     created = saturate(server, token, payloads), steady(server, token, payloads[1])
     return (*created, saturate(server, token, None, ME))
 
@@ -331,11 +332,11 @@ def _p1(backend: Backend, payloads: list[str]) -> list[Figure]:
         floor_sat, floor_steady, bare_me = _measure_create(floor, backend.token, payloads)
     with rrg_server(backend.rrg_url) as rrg:
         cpu_before = rrg.cpu_seconds()
-        hey(rrg, PATH, token=backend.token, body=payloads[0], requests=200)  # warm-up
+        hey(rrg, PATH, token=backend.token, body=payloads[0], requests=WARMUP)
         rrg_sat = saturate(rrg, backend.token, payloads)
         rrg_steady = steady(rrg, backend.token, payloads[1])
         # CPU per create over the measured creates (warm-up included).
-        answered = 200 + rrg_sat.requests_per_second * SECONDS + rrg_steady.served_ok
+        answered = WARMUP + rrg_sat.requests_per_second * SECONDS + rrg_steady.served_ok
         cpu_ms = (rrg.cpu_seconds() - cpu_before) / answered * 1000
         rrg_me = saturate(rrg, backend.token, None, ME)
     b = backend.name
