@@ -133,8 +133,12 @@ async def _rekey_batch(
         chain = chains[incident_id]
         if not chain and not count:
             continue  # no events yet: nothing to re-key
-        if _first_break(chain, new_key, count, head_hash) is None:
+        under_new = _first_break(chain, new_key, count, head_hash)
+        if under_new is None:
             report.chains_already_new += 1
+            continue
+        if under_new[0] > 1:  # broken, and re-keyed up to its break by an earlier run
+            report.broken.append(BrokenLink(key, *under_new))
             continue
         problem = _first_break(chain, old_key, count, head_hash)
         # The events before the first broken link verified under the old key.

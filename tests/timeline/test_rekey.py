@@ -163,6 +163,13 @@ async def test_rekey_keeps_a_break_where_it_was(
         if row[0] == first and row[1] >= 5:
             assert row == before[event_id]
 
+    # A second run changes nothing and names the same break.
+    again = await rekey_command(database_url)
+    assert again.returncode == 1
+    assert f"BROKEN {first_key} at seq 5: " in again.stdout
+    assert "0 chains (0 events) re-keyed, 1 already under the new key, 1 broken" in again.stdout
+    assert await stored(db) == after
+
 
 async def test_rekey_with_a_wrong_old_key_changes_nothing(
     client: httpx.AsyncClient, make_actor: MakeActor, db: Database, database_url: str
