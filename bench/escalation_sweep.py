@@ -14,9 +14,9 @@ the 2,000, i.e. every crossed level of each, checked against the seeded expectat
 second call at the same ``now`` (nothing left to do). Each is repeated ``RUNS`` times on one
 long-lived ``Database`` (as the scheduler holds it), resetting the escalations in between;
 the median is reported. Then 800,000 more open, not-yet-due actions are added (1M open, same
-2,000 overdue) and the same is measured again: the sweep should
-grow with the overdue work, not with the table. RRG_BENCH_QUICK=1 measures 40k and 80k open
-actions (same 2,000 overdue), once each.
+2,000 overdue) and the same is measured again: the sweep should grow with the overdue work,
+not with the table. RRG_BENCH_QUICK=1 measures 40k and 80k open actions (same 2,000
+overdue), once each.
 
 Also printed (stderr): seeding times, a statement profile of one sweep (count and time per
 statement shape, from a cursor-execute listener), and EXPLAIN (ANALYZE, BUFFERS) of the
