@@ -46,7 +46,7 @@ from bench.common import BENCH_POSTGRES_URL, Figure, Server, percentile, rrg_ser
 
 NAME = "priority_list"
 QUICK = os.environ.get("RRG_BENCH_QUICK") == "1"
-SIZES = (1_000, 5_000) if QUICK else (10_000, 100_000)
+SIZES = (1_000, 3_000) if QUICK else (10_000, 100_000)
 WARMUP = 50
 REQUESTS = 50 if QUICK else 300
 CPU_REQUESTS = 100 if QUICK else 200

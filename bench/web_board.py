@@ -37,9 +37,9 @@ from bench.common import BENCH_POSTGRES_URL, Figure, fresh_database, median, per
 
 NAME = "web_board"
 QUICK = os.environ.get("RRG_BENCH_QUICK") == "1"
-INCIDENTS = 1_000 if QUICK else 10_000
+INCIDENTS = 500 if QUICK else 10_000
 WARMUP = 3
-REQUESTS = 5 if QUICK else 20
+REQUESTS = 3 if QUICK else 20
 PASSWORD = "bench-password-not-secret"
 POSTGRES_URL = os.environ.get(
     "RRG_BENCH_WEB_POSTGRES_URL", BENCH_POSTGRES_URL.rsplit("/", 1)[0] + "/rrg_bench_web"

@@ -49,8 +49,8 @@ SUBSCRIPTIONS = 4
 CONCURRENCY = 64
 PER_SUBSCRIPTION = CONCURRENCY // SUBSCRIPTIONS
 QUICK = os.environ.get("RRG_BENCH_QUICK") == "1"
-EVENTS = 250 if QUICK else 2_500  # x SUBSCRIPTIONS deliveries
-TRICKLE = 40 if QUICK else 200
+EVENTS = 125 if QUICK else 2_500  # x SUBSCRIPTIONS deliveries
+TRICKLE = 20 if QUICK else 200
 GAP = 0.05
 REPO = Path(__file__).resolve().parent.parent
 URL = BENCH_POSTGRES_URL + "_webhooks"
