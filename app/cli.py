@@ -312,6 +312,97 @@ def audit_verify(
         raise typer.Exit(code=1)
 
 
+@audit_cli.command("rekey")
+def audit_rekey(
+    ignore_other_sessions: Annotated[
+        bool,
+        typer.Option(
+            "--ignore-other-sessions",
+            help="Run even though other sessions are connected to the database (PostgreSQL)",
+        ),
+    ] = False,
+) -> None:
+    """Re-hash every timeline chain from RRG_AUDIT_KEY to RRG_NEW_AUDIT_KEY.
+
+    Stop every API replica and worker first, then start them again with RRG_AUDIT_KEY set to
+    the new key. Chains already broken keep their break (reported; exit 1). Running it again
+    resumes an interrupted run."""
+    import os
+
+    from pydantic import SecretStr, ValidationError
+
+    from app.logs import configure_logging
+    from app.timeline import rekey
+
+    settings = get_settings()
+    new_value = os.environ.get("RRG_NEW_AUDIT_KEY", "")
+    if not new_value:
+        raise _fail("Set RRG_NEW_AUDIT_KEY to the new audit key (RRG_AUDIT_KEY is the old one)")
+    try:
+        # The new key must pass the same rules as RRG_AUDIT_KEY (production: length, distinct).
+        new_settings = Settings(**{**settings.model_dump(), "audit_key": SecretStr(new_value)})
+    except ValidationError as exc:
+        raise _invalid(exc) from None
+    old_key, new_key = settings.audit_key_bytes(), new_settings.audit_key_bytes()
+    if old_key == new_key:
+        raise _fail("RRG_NEW_AUDIT_KEY is the key in use (RRG_AUDIT_KEY)")
+    configure_logging(settings.log_level, settings.effective_log_format)
+    log = logging.getLogger("rrg.audit")
+
+    def progress(report: rekey.RekeyReport) -> None:
+        typer.echo(
+            f"  {report.chains_rekeyed + report.chains_already_new + len(report.broken)} "
+            f"chains done, {report.events_rekeyed} events re-keyed",
+            err=True,
+        )
+
+    async def main() -> rekey.RekeyReport:
+        db = Database.from_settings(settings)
+        try:
+            others = await rekey.other_sessions(db)
+            if others and not ignore_other_sessions:
+                raise _fail(
+                    "Other sessions are connected to the database; stop every API replica "
+                    "and worker first (or pass --ignore-other-sessions):\n  " + "\n  ".join(others),
+                    code=2,
+                )
+            log.warning(
+                "timeline re-keying started",
+                extra={
+                    "old_key_fingerprint": rekey.fingerprint(old_key),
+                    "new_key_fingerprint": rekey.fingerprint(new_key),
+                },
+            )
+            return await rekey.rekey(db, old_key, new_key, progress=progress)
+        finally:
+            await db.dispose()
+
+    report = asyncio.run(main())
+    log.warning(
+        "timeline re-keying finished",
+        extra={
+            "old_key_fingerprint": rekey.fingerprint(old_key),
+            "new_key_fingerprint": rekey.fingerprint(new_key),
+            "chains_rekeyed": report.chains_rekeyed,
+            "events_rekeyed": report.events_rekeyed,
+            "chains_already_new": report.chains_already_new,
+            "chains_broken": len(report.broken),
+        },
+    )
+    for link in report.broken:
+        typer.secho(
+            f"BROKEN {link.incident_key} at seq {link.seq}: {link.reason} (left as it was)",
+            fg=typer.colors.RED,
+        )
+    typer.echo(
+        f"key {rekey.fingerprint(old_key)} -> {rekey.fingerprint(new_key)}: "
+        f"{report.chains_rekeyed} chains ({report.events_rekeyed} events) re-keyed, "
+        f"{report.chains_already_new} already under the new key, {len(report.broken)} broken"
+    )
+    if report.broken:
+        raise typer.Exit(code=1)
+
+
 @cli.command()
 def sweep(
     at: Annotated[

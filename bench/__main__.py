@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
+import traceback
 
 if os.environ.get("QUICK") == "1":  # before the benchmark modules read RRG_BENCH_QUICK
     os.environ.setdefault("RRG_BENCH_QUICK", "1")
@@ -55,15 +57,51 @@ async def ensure_database() -> None:
     await server.dispose()
 
 
-def main() -> None:
+def quick_sizes() -> str:
+    """What QUICK=1 measures instead of the targets' sizes (the verdicts are indicative)."""
+    sweep = escalation_sweep.QUICK_SHAPE
+    return (
+        "QUICK=1 sizes (targets are set for the full sizes): "
+        f"P1 loads of {create_load.SECONDS} s; P5 after {create_load.P5_REQUESTS:,} requests; "
+        f"P2 list over {incidents_list.INCIDENTS:,} incidents; P3 sweep of "
+        f"{sweep.overdue:,} overdue among {sweep.open_actions:,} and "
+        f"{escalation_sweep.LARGE_OPEN:,} open actions, {escalation_sweep.RUNS} run; P4 "
+        f"{webhooks_fanout.EVENTS * webhooks_fanout.SUBSCRIPTIONS:,} deliveries; action queue "
+        f"{actions_queue.SHAPE.open_actions:,} open; priority list "
+        f"{' and '.join(f'{n:,}' for n in priority_list.SIZES)} incidents; web board "
+        f"{web_board.INCIDENTS:,} incidents; request_cost {request_cost.N} requests each"
+    )
+
+
+def main() -> int:
+    """Exit 0 when every chosen benchmark ran to the end, whatever its targets' verdicts
+    (they are in the table); 1 when one could not run (named after the table)."""
     chosen = sys.argv[1:] or list(BENCHMARKS)
+    unknown = [name for name in chosen if name not in BENCHMARKS]
+    if unknown:
+        print(f"unknown benchmark(s): {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
+        return 2
     asyncio.run(ensure_database())
     figures: list[Figure] = []
+    errors: list[str] = []
+    started = time.monotonic()
     for name in chosen:
         print(f"running {name} ...", file=sys.stderr)
-        figures.extend(BENCHMARKS[name]())
-    print_table(figures)
+        began = time.monotonic()
+        try:
+            figures.extend(BENCHMARKS[name]())
+        except Exception as exc:  # reported after the table; the other benchmarks still run
+            traceback.print_exc()
+            errors.append(f"{name}: {type(exc).__name__}: {exc}".splitlines()[0])
+        print(f"{name} took {time.monotonic() - began:.0f} s", file=sys.stderr)
+    print_table(figures, errors)
+    quick = ""
+    if os.environ.get("RRG_BENCH_QUICK") == "1":
+        quick = " (QUICK=1)"
+        print(quick_sizes())
+    print(f"{len(chosen)} benchmarks{quick} in {time.monotonic() - started:.0f} s")
+    return 1 if errors else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

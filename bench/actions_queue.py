@@ -43,13 +43,19 @@ from bench.escalation_sweep import (
 from bench.incidents_list import _get, _literal, _summary
 
 NAME = "actions_queue"
-SHAPE = Shape(open_actions=120_000, overdue=6_000, terminal=180_000, overdue_escalated=True)
+QUICK = os.environ.get("RRG_BENCH_QUICK") == "1"
+SHAPE = (
+    Shape(
+        incidents=2_000, open_actions=12_000, overdue=600, terminal=18_000, overdue_escalated=True
+    )
+    if QUICK
+    else Shape(open_actions=120_000, overdue=6_000, terminal=180_000, overdue_escalated=True)
+)
 CALLER = "doe.user002@rrg.example"  # a DOE lead, not a co-chair
 WARMUP = 50
-REQUESTS = 200
-CPU_REQUESTS = 200
+REQUESTS = 50 if QUICK else 200
+CPU_REQUESTS = 50 if QUICK else 200
 LIMIT = 50
-REFERENCE = "ref. P2 list: p99 ≤ 30 ms"
 
 ME = "/api/v1/me"
 QUEUES = {
@@ -186,7 +192,7 @@ def run() -> list[Figure]:
         query = "?" + path.split("?", 1)[1]
         p50, p99 = percentile(samples[name], 50), percentile(samples[name], 99)
         figures.append(Figure(NAME, f"{query} p50", p50, "ms", me50, baseline))
-        figures.append(Figure(NAME, f"{query} p99", p99, "ms", me99, baseline, REFERENCE))
+        figures.append(Figure(NAME, f"{query} p99", p99, "ms", me99, baseline))
     for name, path in QUEUES.items():
         query = "?" + path.split("?", 1)[1]
         figures.append(

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 
 from app.config import Settings
+from bench.targets import targets_of
 
 BENCH_POSTGRES_URL = os.environ.get(
     "RRG_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/rrg_bench"
@@ -36,6 +37,7 @@ class Figure:
     unit: str
     baseline: float | None = None
     baseline_name: str = ""
+    # Free text, for a figure no entry of bench/targets.py covers (shown, not checked).
     target: str = ""
 
 
@@ -49,24 +51,56 @@ def median(samples: list[float]) -> float:
     return statistics.median(samples)
 
 
-def print_table(figures: list[Figure]) -> None:
-    header = ("benchmark", "metric", "value", "baseline (same run)", "target")
-    rows = [
-        (
-            f.benchmark,
-            f.metric,
-            f"{f.value:,.2f} {f.unit}",
-            f"{f.baseline:,.2f} {f.unit} ({f.baseline_name})" if f.baseline is not None else "-",
-            f.target or "-",
+def verdict(figure: Figure) -> tuple[str, str, str]:
+    """(ids, targets, PASS/FAIL) of a figure, from bench/targets.py."""
+    checks = targets_of(figure.benchmark, figure.metric)
+    if not checks:
+        return "", figure.target, "unchecked" if figure.target else ""
+    ids = "/".join(dict.fromkeys(t.id for t in checks))
+    shown = "; ".join(t.describe(figure.unit) for t in checks)
+    met = all(t.met(figure.value, figure.baseline) for t in checks)
+    return ids, shown, "PASS" if met else "FAIL"
+
+
+def print_table(figures: list[Figure], errors: Sequence[str] = ()) -> None:
+    """One row per figure: its value, the baseline from the same run, their ratio, the
+    target(s) and whether they are met; then the tally and any benchmark that failed to run."""
+    header = ("id", "benchmark", "metric", "value", "baseline (same run)", "ratio", "target",
+              "result")  # fmt: skip
+    rows = []
+    tally = {"PASS": 0, "FAIL": 0}
+    for f in figures:
+        ids, target, result = verdict(f)
+        if result in tally:
+            tally[result] += 1
+        ratio = f.value / f.baseline if f.baseline else None
+        rows.append(
+            (
+                ids or "-",
+                f.benchmark,
+                f.metric,
+                f"{f.value:,.2f} {f.unit}".rstrip(),
+                f"{f.baseline:,.2f} {f.unit} ({f.baseline_name})"
+                if f.baseline is not None
+                else "-",
+                f"{ratio:,.2f}x" if ratio is not None else "-",
+                target or "-",
+                result or "-",
+            )
         )
-        for f in figures
-    ]
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     line = " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))
     print(line)
     print("-+-".join("-" * w for w in widths))
     for r in rows:
-        print(" | ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)))
+        print(" | ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    print(
+        f"\ntargets: {tally['PASS']} PASS, {tally['FAIL']} FAIL "
+        f"(of {tally['PASS'] + tally['FAIL']} checked rows); "
+        f"1-min load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    )
+    for error in errors:
+        print(f"ERROR {error}")
 
 
 # --- servers in their own processes ------------------------------------------------------

@@ -36,9 +36,10 @@ from app.incidents.states import OPEN_STATUSES
 from bench.common import BENCH_POSTGRES_URL, Figure, fresh_database, median, percentile, rrg_server
 
 NAME = "web_board"
-INCIDENTS = 10_000
+QUICK = os.environ.get("RRG_BENCH_QUICK") == "1"
+INCIDENTS = 500 if QUICK else 10_000
 WARMUP = 3
-REQUESTS = 20
+REQUESTS = 3 if QUICK else 20
 PASSWORD = "bench-password-not-secret"
 POSTGRES_URL = os.environ.get(
     "RRG_BENCH_WEB_POSTGRES_URL", BENCH_POSTGRES_URL.rsplit("/", 1)[0] + "/rrg_bench_web"

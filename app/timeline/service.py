@@ -113,9 +113,10 @@ class Recorded:
         return TimelineEvent(**{c: getattr(self, c) for c in _EVENT_COLUMNS})
 
 
-def message_of(event: TimelineEvent | Recorded) -> bytes:
+def message_of(event: TimelineEvent | Recorded, *, prev_hash: str | None = None) -> bytes:
+    """What ``event``'s hash covers (linked to ``prev_hash`` instead of its own, if given)."""
     return chain_message(
-        prev_hash=event.prev_hash,
+        prev_hash=event.prev_hash if prev_hash is None else prev_hash,
         incident_id=event.incident_id,
         seq=event.seq,
         at=event.at,
@@ -328,7 +329,7 @@ async def verify(session: AsyncSession, incident_key: str | None = None) -> list
 async def _verify_chain(
     session: AsyncSession, secret: bytes, incident_id: uuid.UUID, count: int, head_hash: str
 ) -> tuple[int, str] | None:
-    expected_prev, expected_seq = GENESIS, 1
+    walk = ChainWalk(secret)
     stream = await session.stream_scalars(
         select(TimelineEvent)
         .where(TimelineEvent.incident_id == incident_id)
@@ -336,13 +337,31 @@ async def _verify_chain(
         .execution_options(yield_per=500)
     )
     async for event in stream:
-        if event.seq != expected_seq:
-            return expected_seq, f"event {expected_seq} is missing"
-        if event.prev_hash != expected_prev:
+        problem = walk.step(event)
+        if problem is not None:
+            return problem
+    return walk.end(count, head_hash)
+
+
+class ChainWalk:
+    """Checks one incident's events, in seq order, under one key: ``step`` each event, then
+    ``end`` with the incident's head; each returns the first broken link (seq, reason)."""
+
+    def __init__(self, secret: bytes) -> None:
+        self.secret = secret
+        self.expected_prev, self.expected_seq = GENESIS, 1
+
+    def step(self, event: TimelineEvent | Recorded) -> tuple[int, str] | None:
+        if event.seq != self.expected_seq:
+            return self.expected_seq, f"event {self.expected_seq} is missing"
+        if event.prev_hash != self.expected_prev:
             return event.seq, "its predecessor hash does not match the previous event"
-        if not hmac.compare_digest(keyed_hash(secret, message_of(event)), event.hash):
+        if not hmac.compare_digest(keyed_hash(self.secret, message_of(event)), event.hash):
             return event.seq, "its content does not match its hash (altered)"
-        expected_prev, expected_seq = event.hash, expected_seq + 1
-    if expected_seq - 1 != count or (count and expected_prev != head_hash):
-        return expected_seq, "events are missing from the end of the chain"
-    return None
+        self.expected_prev, self.expected_seq = event.hash, self.expected_seq + 1
+        return None
+
+    def end(self, count: int, head_hash: str) -> tuple[int, str] | None:
+        if self.expected_seq - 1 != count or (count and self.expected_prev != head_hash):
+            return self.expected_seq, "events are missing from the end of the chain"
+        return None
