@@ -95,7 +95,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         pytest.exit("RRG_REQUIRE_POSTGRES=1 but RRG_TEST_POSTGRES_URL is not set", returncode=1)
     if POSTGRES_URL:
         try:
-            asyncio.run(ensure_database(POSTGRES_URL))
+            asyncio.run(_prepare_test_database(POSTGRES_URL))
             asyncio.run(_ping(POSTGRES_URL))
         except Exception as exc:
             if REQUIRE_POSTGRES:
@@ -117,6 +117,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = [item for item in items if item not in deselected]
+
+
+async def _prepare_test_database(url: str) -> None:
+    """Create the test database if need be. Its commits do not wait for the WAL to reach
+    the disk (as SQLite's ``synchronous=NORMAL``): a test never outlives a server crash,
+    and a commit is visible to every other session at once either way."""
+    await ensure_database(url)
+    name = make_url(url).database
+    conn = await asyncpg.connect(make_url(url).set(drivername="postgresql").render_as_string(False))
+    try:
+        await conn.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
+    finally:
+        await conn.close()
 
 
 async def _ping(url: str) -> None:
