@@ -25,8 +25,12 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict app
 
+# The suite runs in TEST_WORKERS processes (pytest-xdist), each on a PostgreSQL database of
+# its own beside RRG_TEST_POSTGRES_URL's; the tests wait on databases, servers and browsers
+# more than they compute, so more workers than cores pays. TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 4
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal
 
 # The reliability suite (tests marked soak) on real replicas and workers; PostgreSQL only.
 SOAK_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/rrg_soak

@@ -53,7 +53,9 @@ def migration_audit_key(config: Config) -> bytes:
     return get_settings().audit_key_bytes()
 
 
+@lru_cache(maxsize=1)
 def head_revision() -> str | None:
+    """The newest revision among this code's migration scripts (fixed for the process)."""
     return ScriptDirectory.from_config(alembic_config("")).get_current_head()
 
 

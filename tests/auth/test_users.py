@@ -121,7 +121,7 @@ async def test_patch_refuses_nulls_and_unknown_users(
 
 
 async def test_wrong_password_does_not_reveal_whether_the_email_exists(
-    db: Database, make_actor: MakeActor
+    recommended_password_cost: None, db: Database, make_actor: MakeActor
 ):
     actor = await make_actor("viewer", email="known@doe.example.org", password="a long password!")
     async with db.unit_of_work(readonly=True) as session:

@@ -76,8 +76,9 @@ async def test_concurrency_is_bounded_per_subscription_and_overall(
     paths = [f"/busy{n}" for n in range(4)]
     for path in paths:
         await subscribe(client, lead, receiver.url(path))
-        # Each reply is held until six are in flight at once (or for two seconds).
-        receiver.script(path, Reply(delay=2.0, until_in_flight=6))
+        # Each reply is held until six are in flight at once, or for one second: the last
+        # deliveries never see six, and are answered well within the sender's 2 s timeout.
+        receiver.script(path, Reply(delay=1.0, until_in_flight=6))
     found = await incident(client, lead)
     await emit(db, *(escalated(found["id"], n) for n in range(5)))  # 20 deliveries
     dispatcher = running(
