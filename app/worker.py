@@ -11,6 +11,7 @@ Every job is safe to run in several processes at once: correctness comes from th
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -120,11 +121,32 @@ def periodic_jobs(settings: Settings, db: Database) -> list[Job]:
     ]
 
 
-def build_scheduler(settings: Settings, db: Database) -> AsyncIOScheduler:
+def _tracked(
+    run: Callable[[], Awaitable[None]], running: set[asyncio.Task[object]]
+) -> Callable[[], Awaitable[None]]:
+    """``run`` as a job whose task sits in ``running`` while it runs, so shutdown can await it
+    (APScheduler's asyncio executor would cancel it mid-transaction)."""
+
+    async def job() -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            running.add(task)
+        try:
+            await run()
+        finally:
+            if task is not None:
+                running.discard(task)
+
+    return job
+
+
+def build_scheduler(
+    settings: Settings, db: Database, running: set[asyncio.Task[object]]
+) -> AsyncIOScheduler:
     scheduler = AsyncIOScheduler(timezone="UTC")
     for job in periodic_jobs(settings, db):
         scheduler.add_job(
-            job.run,
+            _tracked(job.run, running),
             "interval",
             seconds=job.every_seconds,
             id=job.id,
@@ -139,16 +161,23 @@ class Worker:
     """The periodic jobs and the dispatcher of one process."""
 
     def __init__(self, settings: Settings, db: Database) -> None:
-        self.scheduler = build_scheduler(settings, db)
+        self.running_jobs: set[asyncio.Task[object]] = set()
+        self.scheduler = build_scheduler(settings, db, self.running_jobs)
         self.dispatcher = Dispatcher.from_settings(settings, db)
+        self.grace_seconds = settings.shutdown_grace_seconds
 
     async def start(self) -> None:
         self.scheduler.start()
         await self.dispatcher.start()
 
     async def stop(self) -> None:
+        """Start no new job, let the dispatcher and the jobs still running finish (within the
+        shutdown grace), then stop the scheduler."""
+        self.scheduler.pause()
         try:
             await self.dispatcher.stop()
             await self.dispatcher.aclose()
         finally:
-            self.scheduler.shutdown(wait=True)
+            if self.running_jobs:
+                await asyncio.wait(set(self.running_jobs), timeout=self.grace_seconds)
+            self.scheduler.shutdown(wait=False)

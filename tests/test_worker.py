@@ -30,7 +30,9 @@ from tests.escalation.helpers import (
 async def test_each_periodic_job_is_scheduled_once_and_never_overlaps(
     db: Database, settings: Settings
 ):
-    scheduler = build_scheduler(settings.model_copy(update={"sweep_interval_seconds": 12.5}), db)
+    scheduler = build_scheduler(
+        settings.model_copy(update={"sweep_interval_seconds": 12.5}), db, set()
+    )
     jobs = {job.id: job for job in scheduler.get_jobs()}
     intervals = {
         "escalation-sweep": timedelta(seconds=12.5),
@@ -45,6 +47,33 @@ async def test_each_periodic_job_is_scheduled_once_and_never_overlaps(
         assert isinstance(job.trigger, IntervalTrigger)
         assert job.trigger.interval == intervals[name]
     assert not scheduler.running
+
+
+async def test_stopping_lets_a_running_job_finish_instead_of_cancelling_it(
+    db: Database, settings: Settings, monkeypatch: pytest.MonkeyPatch
+):
+    started, outcome = asyncio.Event(), []
+
+    async def slow_job() -> None:
+        started.set()
+        try:
+            await asyncio.sleep(0.3)
+            outcome.append("finished")
+        except asyncio.CancelledError:
+            outcome.append("cancelled")
+            raise
+
+    monkeypatch.setattr(
+        worker_module,
+        "periodic_jobs",
+        lambda settings, db: [worker_module.Job("slow", 0.05, slow_job)],
+    )
+    worker = Worker(settings, db)
+    await worker.start()
+    await asyncio.wait_for(started.wait(), timeout=5)
+    await worker.stop()
+    assert outcome == ["finished"]
+    assert not worker.running_jobs
 
 
 @pytest.fixture
