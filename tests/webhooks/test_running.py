@@ -76,17 +76,22 @@ async def test_concurrency_is_bounded_per_subscription_and_overall(
     paths = [f"/busy{n}" for n in range(4)]
     for path in paths:
         await subscribe(client, lead, receiver.url(path))
-        # Each reply is held until six are in flight at once, or for one second: the last
-        # deliveries never see six, and are answered well within the sender's 2 s timeout.
-        receiver.script(path, Reply(delay=1.0, until_in_flight=6))
+        # Each reply is held until six are in flight at once, or for four seconds: the last
+        # deliveries never see six, and are answered well within the sender's timeout, which
+        # this test lengthens so that a loaded machine has time to reach six.
+        receiver.script(path, Reply(delay=4.0, until_in_flight=6))
     found = await incident(client, lead)
     await emit(db, *(escalated(found["id"], n) for n in range(5)))  # 20 deliveries
     dispatcher = running(
-        settings, db, webhook_concurrency=6, webhook_concurrency_per_subscription=2
+        settings,
+        db,
+        webhook_concurrency=6,
+        webhook_concurrency_per_subscription=2,
+        webhook_timeout_seconds=10,
     )
     await dispatcher.start()
     try:
-        await receiver.wait_for(20, within=20)
+        await receiver.wait_for(20, within=40)
     finally:
         await dispatcher.stop()
         await dispatcher.aclose()
