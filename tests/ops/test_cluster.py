@@ -195,6 +195,7 @@ EXCERPT = (
     "rrg_sweep_duration_seconds_count",
     "rrg_sweep_duration_seconds_sum",
     "rrg_db_pool_connections",
+    "rrg_sse_clients",
     'rrg_http_request_duration_seconds_count{method="POST",route="/api/v1/incidents"',
     'rrg_http_request_duration_seconds_bucket{le="0.1",method="POST",route="/api/v1/incidents"',
 )
@@ -212,6 +213,24 @@ async def scrape(base: str) -> dict[tuple[str, frozenset[tuple[str, str]]], floa
         for family in text_string_to_metric_families(response.text)
         for sample in family.samples
     }
+
+
+async def metrics_text_after(delay: float, members: dict[str, str]) -> dict[str, str]:
+    """The /metrics text of each named member ``delay`` seconds from now (a scrape under load)."""
+    await asyncio.sleep(delay)
+    async with httpx.AsyncClient(timeout=10) as client:
+        return {
+            name: (await client.get(base + "/metrics", headers=METRICS_AUTH)).text
+            for name, base in members.items()
+        }
+
+
+def print_excerpt(title: str, texts: dict[str, str]) -> None:
+    print(f"\n{title}")
+    for name, exposition in texts.items():
+        for line in exposition.splitlines():
+            if line.startswith(EXCERPT):
+                print(f"  {name}: {line}")
 
 
 def received_ids(receiver: Receiver) -> Counter[str]:
@@ -236,6 +255,8 @@ async def test_three_replicas_and_a_worker_escalate_each_level_once_and_send_eac
     cluster = make_cluster(replicas=3, workers=1, RRG_SCHEDULER="on")
     await cluster.start()
     started = time.monotonic()
+    watched = (cluster.members[0], cluster.member("worker-1"))
+    under_load = asyncio.create_task(metrics_text_after(2.0, {m.name: m.base for m in watched}))
     keys = [f"r3-{n}" for n in range(90)]
     created = await load(lambda: [m.base for m in cluster.api], team.reporter, keys)
     assert len({c["id"] for c in created}) == len(keys)
@@ -281,11 +302,10 @@ async def test_three_replicas_and_a_worker_escalate_each_level_once_and_send_eac
     assert max(received.values()) == 1  # each delivery sent once
     await chains_intact(db)
     assert escalated == TOTAL and delivered == final["deliveries"]
-    print(f"\n/metrics of {cluster.members[0].name} and worker-1 at the end of the load:")
-    for member in (cluster.members[0], cluster.member("worker-1")):
-        for line in scraped_text[str(member.port)].splitlines():
-            if line.startswith(EXCERPT):
-                print(f"  {member.name}: {line}")
+    print_excerpt("/metrics 2 s into the load:", await under_load)
+    print_excerpt(
+        "/metrics at the end of the load:", {m.name: scraped_text[str(m.port)] for m in watched}
+    )
     print(
         f"\nR3: 3 replicas + 1 worker: {final['escalations']} escalations, "
         f"{final['deliveries']} deliveries each received once, {len(keys)} creates, "
