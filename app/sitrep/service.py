@@ -145,7 +145,15 @@ async def build(
         .join(Incident, Incident.id == Escalation.incident_id)
         .outerjoin(Action, (Action.id == Escalation.item_id) & (Escalation.item_type == "action"))
         .where(seen, Escalation.at > start, Escalation.at <= at)
-        .order_by(Escalation.at, Incident.number, Escalation.level)
+        # Items escalated in one sweep share a time: their titles, then ids, keep the order stable.
+        .order_by(
+            Escalation.at,
+            Incident.number,
+            Escalation.level,
+            Escalation.item_type,
+            Action.title,
+            Escalation.item_id,
+        )
     )
     overdue = await session.execute(
         select(Action, Incident.key, Incident.tlp)
