@@ -493,7 +493,7 @@ async def transition(
         data["reason"] = request.reason
     actor = Actor.of(principal)
     cancelled = (
-        await _cancel_actions(session, incident, actor, {**data}, now)
+        await _cancel_actions(session, incident, actor, data, now)
         if target in INCIDENT_LIFECYCLE.terminal
         else []
     )

@@ -84,10 +84,6 @@ async def weights_row(session: AsyncSession, *, lock: bool = False) -> PriorityW
     return await session.get(PriorityWeights, WEIGHTS_NAME, with_for_update=lock)
 
 
-async def load_weights(session: AsyncSession) -> Weights:
-    return weights_of(await weights_row(session))
-
-
 _weights = table_of(PriorityWeights)
 _concern_lists = table_of(ConcernList)
 
@@ -111,7 +107,8 @@ _settings_query = select(
 
 async def load_settings(session: AsyncSession) -> tuple[Weights, dict[str, frozenset[str]]]:
     """The weights and, per co-lead country, the countries of concern its ministry lists
-    (as ``load_weights`` and ``app.register.queries.concern_by_country``), in one query."""
+    (as ``weights_row`` and ``app.register.queries.concern_by_country`` read them), in one
+    query."""
     row = (await session.execute(_settings_query)).one()
     weights = (
         Weights()

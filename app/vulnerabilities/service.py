@@ -16,8 +16,8 @@ from app.incidents.states import OPEN_STATUSES
 from app.incidents.visibility import visible_to
 from app.minerals.models import Mineral
 from app.minerals.schemas import MineralOut
-from app.priority.service import load_weights
-from app.register.queries import concern_by_country, current_profiles
+from app.priority.service import load_settings
+from app.register.queries import current_profiles
 from app.vulnerabilities.ranking import COVER_HALF_DAYS, Exposure, RankBy, rank
 from app.vulnerabilities.schemas import (
     CountryExposureOut,
@@ -124,8 +124,8 @@ async def ranking(
     session: AsyncSession, user: User, *, by: RankBy = "joint", limit: int | None = None
 ) -> VulnerabilityRanking:
     profiles = await current_profiles(session)
-    weights = await load_weights(session)
-    ranked = rank(profiles, await concern_by_country(session), weights.sectors, by)
+    weights, concern = await load_settings(session)
+    ranked = rank(profiles, concern, weights.sectors, by)
     if limit is not None:
         ranked = ranked[:limit]
     catalogue = {m.code: m for m in (await session.scalars(select(Mineral))).all()}
