@@ -28,23 +28,26 @@ from app.incidents.vocabulary import SEVERITIES, TLP_MARKINGS
 from app.ministries.models import Ministry
 from app.web.forms import errors_of, optional, status_of
 from app.web.security import WebPrincipal, WebUser
-from app.web.templating import gettext_for, language_of, render
+from app.web.templating import NO_STORE, gettext_for, language_of, render
 from app.webhooks import service as webhooks
 from app.webhooks.router import get_box, get_egress
 from app.webhooks.schemas import SubscriptionCreate
 
 router = APIRouter(prefix="/admin")
 PAGE = 100
-NO_STORE = {"Cache-Control": "no-store"}  # a page showing a secret is never cached
 
 
 def _require_webhook_manager(web: WebPrincipal) -> None:
     require(permissions.manages_webhooks(web.user), "Webhook subscriptions are managed by leads")
 
 
-def _translated_errors(request: Request, web: WebPrincipal, exc: Exception) -> dict[str, str]:
+def _translated_errors(
+    request: Request, web: WebPrincipal, exc: Exception, *, user_form: bool = False
+) -> dict[str, str]:
+    """Each field's error in the reader's language (``user_form``: a conflict there is the
+    one a user form can meet, a taken email)."""
     _ = gettext_for(language_of(request, web))
-    if isinstance(exc, Conflict):  # the only conflict of a user form: a taken email
+    if user_form and isinstance(exc, Conflict):
         return {"email": _("a user with this email already exists")}
     return {name: _(message) for name, message in errors_of(exc).items()}
 
@@ -131,7 +134,7 @@ async def create_user(
         return await _users_page(
             request,
             web,
-            errors=_translated_errors(request, web, exc),
+            errors=_translated_errors(request, web, exc, user_form=True),
             values=shown,
             status_code=status_of(exc),
         )
@@ -229,7 +232,7 @@ async def update_user(
             request,
             web,
             user,
-            errors=_translated_errors(request, web, exc),
+            errors=_translated_errors(request, web, exc, user_form=True),
             values=shown,
             status_code=status_of(exc),
         )
@@ -405,10 +408,12 @@ async def create_subscription(
                 session, web.principal, data, get_box(request), get_egress(request)
             )
     except (AppError, ValidationError) as exc:
-        _ = gettext_for(language_of(request, web))
-        errors = {name: _(message) for name, message in errors_of(exc).items()}
         return await _webhooks_page(
-            request, web, errors=errors, values=form, status_code=status_of(exc)
+            request,
+            web,
+            errors=_translated_errors(request, web, exc),
+            values=form,
+            status_code=status_of(exc),
         )
     return await _webhooks_page(request, web, secret=secret)
 

@@ -37,7 +37,7 @@ from app.ministries.models import Ministry
 from app.ministries.schemas import CODE_PATTERN
 from app.web.live import LiveBus
 from app.web.security import WebUser
-from app.web.templating import render
+from app.web.templating import NO_STORE, render
 
 router = APIRouter()
 PER_STATUS = 25  # cards shown per status column (the column header counts all)
@@ -422,5 +422,5 @@ async def events(
     return StreamingResponse(
         stream_changes(request, bus_of(request), web.user.id, last_event_id, incident),
         media_type="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        headers={**NO_STORE, "X-Accel-Buffering": "no"},
     )

@@ -36,7 +36,7 @@ from app.ministries.models import CO_LEAD_CODES
 from app.timeline import service as timeline
 from app.web.forms import GENERAL, errors_of, local_time, optional, status_of
 from app.web.security import WebPrincipal, WebUser
-from app.web.templating import gettext_for, language_of, render
+from app.web.templating import NO_STORE, gettext_for, language_of, render
 
 router = APIRouter()
 # Guards met by what the form asks for (a reason, a summary), not by the state of things:
@@ -178,12 +178,15 @@ async def room_page(
     errors: dict[str, dict[str, str]] | None = None,
     values: dict[str, Any] | None = None,
     status_code: int = 200,
+    template: str | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Response:
     async with get_database(request).unit_of_work(readonly=True) as session:
         context = await room_context(session, web, key)
     context.update(errors=errors or {}, values=values or {})
-    template = "fragments/room.html" if request.headers.get("hx-request") else "room.html"
-    return await render(request, template, web, context, status_code=status_code)
+    if template is None:
+        template = "fragments/room.html" if request.headers.get("hx-request") else "room.html"
+    return await render(request, template, web, context, status_code=status_code, headers=headers)
 
 
 @router.get("/incidents/{key}")
@@ -196,15 +199,8 @@ async def room_parts(request: Request, web: WebUser, key: str) -> Response:
     """Every part of the room, each to be swapped in by its id (htmx out-of-band), for a
     live refresh when the incident changed. Visibility is checked again here: an incident
     the reader may no longer see is 404, and nothing of it is sent."""
-    async with get_database(request).unit_of_work(readonly=True) as session:
-        context = await room_context(session, web, key)
-    context.update(errors={}, values={})
-    return await render(
-        request,
-        "fragments/room_parts.html",
-        web,
-        context,
-        headers={"Cache-Control": "no-store"},
+    return await room_page(
+        request, web, key, template="fragments/room_parts.html", headers=NO_STORE
     )
 
 

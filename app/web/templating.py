@@ -19,6 +19,8 @@ from app.web.i18n import LANGUAGES, Formatter, pick_language, translations
 from app.web.security import CSRF_FIELD, CSRF_HEADER, WebPrincipal
 
 TEMPLATES = Path(__file__).parent / "templates"
+# Pages showing a secret, and live fragments, are never cached.
+NO_STORE = {"Cache-Control": "no-store"}
 
 
 @cache
