@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, MetaData, Table, Uuid, event
+from sqlalchemy import JSON, DateTime, MetaData, Table, Uuid, event, inspect
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.ext.asyncio import (
@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, make_transient_to_detached
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator
 from sqlalchemy.util import await_only
@@ -263,3 +263,31 @@ def table_of(model: type[Base]) -> Table:
     table = model.__table__
     assert isinstance(table, Table)
     return table
+
+
+def row_of(instance: Base) -> dict[str, Any]:
+    """A new instance's row as an INSERT writes it, by column: the values it was given,
+    and each column's Python default for the others (set on the instance as well, so it
+    holds every column it was written with)."""
+    row: dict[str, Any] = {}
+    for attribute in inspect(instance).mapper.column_attrs:
+        name = attribute.key
+        if name not in instance.__dict__:
+            default = attribute.columns[0].default
+            value = None
+            if default is not None and default.is_scalar:
+                value = default.arg
+            elif default is not None and default.is_callable:
+                value = default.arg(None)
+            setattr(instance, name, value)
+        row[attribute.columns[0].key] = instance.__dict__[name]
+    return row
+
+
+def adopt(session: AsyncSession, instance: Base, *children: Base) -> None:
+    """Make instances whose rows were just inserted without the ORM persistent in the
+    session, as loaded and unchanged, as a flush would have left them (``children``: the
+    ones its relationships hold, adopted with it)."""
+    for held in (*children, instance):
+        make_transient_to_detached(held)
+    session.add(instance)

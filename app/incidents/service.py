@@ -23,7 +23,7 @@ from app.auth.permissions import (
 )
 from app.auth.roles import at_least
 from app.auth.service import Principal
-from app.db import table_of
+from app.db import adopt, row_of, table_of
 from app.errors import AppError, Conflict, InvalidInput, NotFound
 from app.events import Event, emit, emit_many
 from app.incidents import states
@@ -44,6 +44,7 @@ from app.incidents.schemas import (
 )
 from app.incidents.states import INCIDENT_LIFECYCLE, IncidentFacts
 from app.incidents.visibility import visible_to
+from app.kit import bulk
 from app.kit.pagination import Key, Kind, Order, paginate
 from app.minerals.models import Mineral
 from app.ministries.models import CO_LEAD_CODES, Ministry
@@ -361,31 +362,36 @@ async def create(session: AsyncSession, principal: Principal, data: IncidentCrea
         priority_score=score.score,
         priority_breakdown=score.as_json(),
         priority_computed_at=now,
-        mineral_links=[IncidentMineral(mineral_code=c) for c in minerals],
+        mineral_links=(
+            links := [IncidentMineral(incident_id=incident_id, mineral_code=c) for c in minerals]
+        ),
         participant_links=[],
         **values,
     )
-    session.add(incident)
-    await session.flush()
-    await emit_many(
-        session,
-        [
-            Event(
-                incident_id,
-                actor,
-                opened.type,
-                opened.data,
-                now,
-                key,
-                incident,
-                new_chain=True,
-                opened=opened,
-                scored=True,
-            )
-        ],
-    )
+    # The incident, its minerals, its first event and its outbox rows travel together.
+    async with bulk.one_statement(session):
+        await bulk.insert_rows(session, _incidents, [row_of(incident)])
+        await bulk.insert_rows(session, _incident_minerals, [row_of(link) for link in links])
+        await emit_many(
+            session,
+            [
+                Event(
+                    incident_id,
+                    actor,
+                    opened.type,
+                    opened.data,
+                    now,
+                    key,
+                    incident,
+                    new_chain=True,
+                    opened=opened,
+                    scored=True,
+                )
+            ],
+        )
     # Not read back: the reporter is named on it, so sees it, and the session holds every
     # column as written (the timeline head and the priority included).
+    adopt(session, incident, *links)
     return incident
 
 

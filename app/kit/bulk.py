@@ -12,7 +12,8 @@ aware datetimes, UUIDs, and JSON columns as the Python values to serialise.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from functools import lru_cache
 from typing import Any
 
@@ -36,6 +37,7 @@ def _array_type(table: Table, name: str) -> str:
     return f"{table.c[name].type.compile(dialect=_PG)}[]"
 
 
+@lru_cache(maxsize=1024)
 def _value(table: Table, name: str) -> Any:
     """How a value travels: JSON as its text (the driver's JSONB codec takes text)."""
     if _is_json(table, name):
@@ -43,17 +45,25 @@ def _value(table: Table, name: str) -> Any:
     return lambda v: v
 
 
-@lru_cache(maxsize=64)
-def _insert_sql(table: Table, columns: tuple[str, ...]) -> TextClause:
+def _insert_part(table: Table, columns: tuple[str, ...], prefix: str) -> str:
+    """``INSERT … SELECT … FROM unnest(…)`` of these columns, one array parameter each
+    (named ``prefix`` and the column's position)."""
     quote = _PG.identifier_preparer.quote
     names = ", ".join(quote(c) for c in columns)
     picked = ", ".join(f"bulk.{quote(c)}" for c in columns)
-    arrays = ", ".join(f"CAST(:p{n} AS {_array_type(table, c)})" for n, c in enumerate(columns))
+    arrays = ", ".join(
+        f"CAST(:{prefix}{n} AS {_array_type(table, c)})" for n, c in enumerate(columns)
+    )
     # Identifiers come from the table's metadata, values only ever as bound arrays.
-    return text(
+    return (
         f"INSERT INTO {quote(table.name)} ({names}) SELECT {picked} "  # noqa: S608
         f"FROM unnest({arrays}) AS bulk({names})"
     )
+
+
+@lru_cache(maxsize=64)
+def _insert_sql(table: Table, columns: tuple[str, ...]) -> TextClause:
+    return text(_insert_part(table, columns, "p"))
 
 
 def columns_of(table: Table, rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
@@ -72,8 +82,13 @@ COPY_MIN_ROWS = 64
 
 
 async def insert_rows(session: AsyncSession, table: Table, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert rows (dicts with the same keys) in one statement."""
+    """Insert rows (dicts with the same keys) in one statement (inside ``one_statement``:
+    with the block's other inserts, at its end)."""
     if not rows:
+        return
+    held: list[tuple[Table, Sequence[dict[str, Any]]]] | None = session.info.get(_HELD)
+    if held is not None:
+        held.append((table, rows))
         return
     if not is_postgresql(session):
         await session.execute(insert(table), list(rows))
@@ -135,3 +150,42 @@ async def update_rows(
     statement = _update_sql(table, key, tuple(c for c in columns if c != key))
     ordered = [columns[key], *(v for c, v in columns.items() if c != key)]
     await session.execute(statement, {f"p{n}": values for n, values in enumerate(ordered)})
+
+
+_HELD = "rrg_bulk_held_inserts"
+
+
+@asynccontextmanager
+async def one_statement(session: AsyncSession) -> AsyncIterator[None]:
+    """Hold the ``insert_rows`` made inside the block and send them when it ends: on
+    PostgreSQL as one statement (a ``WITH`` of inserts: foreign keys are checked at its
+    end, so parents and children may travel together), elsewhere one per table, in order.
+    Reads inside the block do not see the held rows; an exception discards them."""
+    assert _HELD not in session.info, "one_statement blocks do not nest"
+    held: list[tuple[Table, Sequence[dict[str, Any]]]] = []
+    session.info[_HELD] = held
+    try:
+        yield
+    finally:
+        session.info.pop(_HELD, None)
+    if not held:
+        return
+    if not is_postgresql(session) or len(held) == 1:
+        for table, rows in held:
+            await insert_rows(session, table, rows)
+        return
+    shapes = tuple((table, tuple(rows[0])) for table, rows in held)
+    params: dict[str, Any] = {}
+    for n, (table, rows) in enumerate(held):
+        for m, values in enumerate(columns_of(table, rows).values()):
+            params[f"w{n}p{m}"] = values
+    await session.execute(_inserts_sql(shapes), params)
+
+
+@lru_cache(maxsize=64)
+def _inserts_sql(shapes: tuple[tuple[Table, tuple[str, ...]], ...]) -> TextClause:
+    *first, last = [
+        _insert_part(table, columns, f"w{n}p") for n, (table, columns) in enumerate(shapes)
+    ]
+    ctes = ", ".join(f"w{n} AS ({sql})" for n, sql in enumerate(first))
+    return text(f"WITH {ctes} {last}")
