@@ -5,9 +5,10 @@ deliveries queued); nothing leaves the transaction until it commits:
 - in this process, the callbacks registered with ``on_commit`` run once after the outermost
   commit of a transaction that announced anything (never after a rollback);
 - across processes (PostgreSQL), one ``NOTIFY rrg_events`` statement is sent just before the
-  commit, with a payload per changed incident (live boards re-read those) or ``webhooks`` when
-  only deliveries were queued (dispatchers wake on any payload). PostgreSQL delivers it at
-  commit and discards it on rollback.
+  commit, with a payload per changed incident (live boards re-read those), ``tables:`` and
+  the names of the cached tables written (``app.caches``: their caches are dropped), or
+  ``webhooks`` when only deliveries were queued (dispatchers wake on any payload).
+  PostgreSQL delivers it at commit and discards it on rollback.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ logger = logging.getLogger("rrg.signals")
 
 CHANNEL = "rrg_events"
 DELIVERIES_PAYLOAD = "webhooks"
+TABLES_PAYLOAD = "tables:"  # then the table names, comma-separated
 _PENDING = "rrg_signals_pending"
 
 
@@ -35,6 +37,7 @@ class Committed:
     incident_ids: frozenset[uuid.UUID]
     webhook_events: int  # outbox rows written
     deliveries: int  # webhook deliveries queued (new or re-queued)
+    tables: frozenset[str] = frozenset()  # cached tables written (``app.caches``)
 
 
 @dataclass
@@ -42,6 +45,7 @@ class _Pending:
     incident_ids: set[uuid.UUID] = field(default_factory=set)
     webhook_events: int = 0
     deliveries: int = 0
+    tables: set[str] = field(default_factory=set)
 
 
 def announce(
@@ -50,12 +54,27 @@ def announce(
     incident_ids: Iterable[uuid.UUID] = (),
     webhook_events: int = 0,
     deliveries: int = 0,
+    tables: Iterable[str] = (),
 ) -> None:
     """Record, in the caller's transaction, what to tell once it commits (no I/O here)."""
     pending: _Pending = session.info.setdefault(_PENDING, _Pending())
     pending.incident_ids.update(incident_ids)
     pending.webhook_events += webhook_events
     pending.deliveries += deliveries
+    pending.tables.update(tables)
+
+
+def announced_tables(session: AsyncSession | Session) -> frozenset[str]:
+    """The cached tables the session's transaction has written so far."""
+    pending: _Pending | None = session.info.get(_PENDING)
+    return frozenset(pending.tables) if pending is not None else frozenset()
+
+
+def tables_of(payload: str) -> frozenset[str] | None:
+    """The tables a notification payload names (None: it names none)."""
+    if not payload.startswith(TABLES_PAYLOAD):
+        return None
+    return frozenset(payload.removeprefix(TABLES_PAYLOAD).split(","))
 
 
 CommitCallback = Callable[[Committed], None]
@@ -89,6 +108,8 @@ def _notify_other_processes(session: Session) -> None:
     if pending is None or session.get_bind().dialect.name != "postgresql":
         return
     payloads = [str(i) for i in sorted(pending.incident_ids)]
+    if pending.tables:
+        payloads.append(TABLES_PAYLOAD + ",".join(sorted(pending.tables)))
     if pending.deliveries and not payloads:
         payloads.append(DELIVERIES_PAYLOAD)
     if payloads:
@@ -103,7 +124,10 @@ def _tell_this_process(session: Session) -> None:
     if pending is None:
         return
     committed = Committed(
-        frozenset(pending.incident_ids), pending.webhook_events, pending.deliveries
+        frozenset(pending.incident_ids),
+        pending.webhook_events,
+        pending.deliveries,
+        frozenset(pending.tables),
     )
     for callback in list(_callbacks):
         try:

@@ -10,6 +10,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from pydantic import SecretStr
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 
-from app import clock
+from app import caches, clock
 from app.auth import security
 from app.auth import service as auth_service
 from app.auth.models import User
@@ -35,6 +36,7 @@ from app.db import Database
 from app.main import create_app
 from app.migrate import upgrade
 from app.models import metadata
+from app.web import start_live_updates, stop_live_updates
 from deploy.cluster import ensure_database
 
 # Under pytest-xdist each worker process runs a session of its own, on a PostgreSQL database
@@ -202,6 +204,8 @@ async def clear_data(db: Database) -> None:
                 ),
                 {"s": severity, **values},
             )
+    # Deleted behind the service's back: what the process kept from those rows goes too.
+    caches.drop_all()
 
 
 @pytest.fixture
@@ -251,6 +255,20 @@ async def run_rrg(database_url: str, *args: str, **env: str) -> subprocess.Compl
 @pytest.fixture
 def app(db: Database, settings: Settings) -> Any:
     return create_app(settings, db=db)
+
+
+@pytest.fixture
+async def listening(app: Any, settings: Settings) -> AsyncIterator[None]:
+    """The API process's listener of other processes' commits, connected (PostgreSQL)."""
+    await start_live_updates(app, settings)
+    deadline = time.monotonic() + 5
+    while settings.database_url.startswith("postgresql") and not caches._listening:
+        assert time.monotonic() < deadline, "the listener did not connect"
+        await asyncio.sleep(0.01)
+    try:
+        yield
+    finally:
+        await stop_live_updates(app)
 
 
 @pytest.fixture

@@ -29,6 +29,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from app import clock
 from app.auth import permissions
 from app.auth.service import Principal
+from app.caches import ProcessCache
 from app.countries import CO_LEAD_COUNTRIES
 from app.db import Database, table_of
 from app.deps import check_preconditions
@@ -51,7 +52,7 @@ from app.priority.score import (
     priority,
 )
 from app.register.models import ConcernList
-from app.register.queries import current_profiles
+from app.register.queries import CurrentProfiles, current_profiles
 
 logger = logging.getLogger("rrg.priority")
 
@@ -105,10 +106,7 @@ _settings_query = select(
 )
 
 
-async def load_settings(session: AsyncSession) -> tuple[Weights, dict[str, frozenset[str]]]:
-    """The weights and, per co-lead country, the countries of concern its ministry lists
-    (as ``weights_row`` and ``app.register.queries.concern_by_country`` read them), in one
-    query."""
+async def _read_settings(session: AsyncSession) -> tuple[Weights, dict[str, frozenset[str]]]:
     row = (await session.execute(_settings_query)).one()
     weights = (
         Weights()
@@ -117,6 +115,27 @@ async def load_settings(session: AsyncSession) -> tuple[Weights, dict[str, froze
     )
     concern = {country: frozenset(row._mapping[country] or ()) for country in CO_LEAD_COUNTRIES}
     return weights, concern
+
+
+_settings = ProcessCache(("priority_weights", "concern_lists"), _read_settings)
+
+
+async def load_settings(session: AsyncSession) -> tuple[Weights, dict[str, frozenset[str]]]:
+    """The weights and, per co-lead country, the countries of concern its ministry lists
+    (as ``weights_row`` and ``app.register.queries.concern_by_country`` read them), in one
+    query, kept by the process until either changes. Read-only: the value is shared."""
+    return await _settings.get(session)
+
+
+async def _read_all_profiles(session: AsyncSession) -> CurrentProfiles:
+    profiles = await current_profiles(session)
+    for profile in profiles.values():
+        session.expunge(profile)  # shared between sessions: no session's rollback expires it
+    return profiles
+
+
+# Every current profile: the register is small and changes rarely.
+_profiles = ProcessCache(("dependency_profiles",), _read_all_profiles)
 
 
 def _as_dict(weights: Weights) -> dict[str, Any]:
@@ -234,7 +253,7 @@ async def score_new(
     its create stores the score in its own INSERT instead of reading it back to recompute."""
     weights, concern = await load_settings(session)
     codes = sorted(set(minerals))  # the order recompute_priority reads them in
-    profiles = await current_profiles(session, codes)
+    profiles = await _profiles.get(session)
     return priority(
         inputs_for(
             severity=severity,

@@ -13,6 +13,9 @@ Every change gets an event id ``<process>-<sequence>``; a reconnecting browser s
 last one it saw (``Last-Event-ID``) and gets what it missed from the recent ones kept here,
 or, when those are gone (another process, or too long ago), a ``reset`` telling it to
 reload what it shows.
+
+The same listener tells the process caches (``app.caches``) which tables other processes
+changed.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 
+from app import caches, signals
 from app.signals import CHANNEL, Committed, on_commit
 
 logger = logging.getLogger("rrg.web.live")
@@ -113,6 +117,9 @@ class LiveBus:
         import asyncpg
 
         def on_notify(_conn: object, _pid: int, _channel: str, payload: str) -> None:
+            if (tables := signals.tables_of(payload)) is not None:
+                caches.changed(tables)
+                return
             try:
                 incident_id = uuid.UUID(payload)
             except ValueError:
@@ -127,9 +134,12 @@ class LiveBus:
                     connection.add_termination_listener(lambda _conn, lost=lost: lost.set())
                     await connection.add_listener(CHANNEL, on_notify)
                     self._listening = True
+                    caches.listening_started()
                     await lost.wait()
                 finally:
                     # No echo comes while nobody listens: forget the ones expected.
+                    if self._listening:
+                        caches.listening_stopped()
                     self._listening = False
                     self._echoes.clear()
                     self._early.clear()

@@ -7,12 +7,14 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.caches import ProcessCache
 from app.db import table_of
 from app.escalation.policies import FALLBACK_SEVERITY
 from app.incidents.vocabulary import SEVERITIES
+from app.kit import bulk
 from app.webhooks.models import Delivery, Subscription
 from app.webhooks.vocabulary import WEBHOOK_EVENT_PREFIX
 
@@ -32,18 +34,24 @@ def matches(subscription: Any, event: dict[str, Any]) -> bool:
     return SEVERITIES.index(severity) <= SEVERITIES.index(subscription.min_severity)
 
 
+async def _read_active(session: AsyncSession) -> tuple[Any, ...]:
+    """(id, ministry_id, event_types, min_severity) of each active subscription."""
+    query = select(
+        Subscription.id,
+        Subscription.ministry_id,
+        Subscription.event_types,
+        Subscription.min_severity,
+    ).where(Subscription.active)
+    return tuple((await session.execute(query)).all())
+
+
+# The active subscriptions: nearly every write fans out, subscriptions change rarely.
+_active = ProcessCache(("webhook_subscriptions",), _read_active)
+
+
 async def queue_deliveries(session: AsyncSession, events: Sequence[dict[str, Any]]) -> int:
     """Write a pending delivery per (event, matching active subscription); returns how many."""
-    subscriptions = (
-        await session.execute(
-            select(
-                Subscription.id,
-                Subscription.ministry_id,
-                Subscription.event_types,
-                Subscription.min_severity,
-            ).where(Subscription.active)
-        )
-    ).all()
+    subscriptions = await _active.get(session)
     if not subscriptions:
         return 0
     rows = [
@@ -62,6 +70,5 @@ async def queue_deliveries(session: AsyncSession, events: Sequence[dict[str, Any
         for s in subscriptions
         if matches(s, e)
     ]
-    if rows:
-        await session.execute(insert(table_of(Delivery)), rows)
+    await bulk.insert_rows(session, table_of(Delivery), rows)
     return len(rows)

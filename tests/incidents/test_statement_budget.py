@@ -14,16 +14,16 @@ from tests.incidents.helpers import assign, create, report
 
 # PostgreSQL sends one more statement per write: the NOTIFY before the commit (app.signals).
 NOTIFY = {"sqlite": 0, "postgresql": 1}
-# Token lookup, the priority's inputs (weights with the countries of concern, the
-# minerals' profiles), key counter with the minerals check, webhook subscriptions, the
-# writes, duplicate hint. The writes are the incident (its priority and timeline head
-# included), its minerals, timeline event and outbox event: one statement on PostgreSQL.
+# Token lookup, key counter with the minerals check, the writes, duplicate hint. The writes
+# are the incident (its priority and timeline head included), its minerals, timeline event
+# and outbox event: one statement on PostgreSQL. The priority's inputs and the webhook
+# subscriptions come from the process caches (app.caches), as in a server (``listening``).
 WRITES = {"sqlite": 4, "postgresql": 1}
-CREATE = {backend: 6 + writes for backend, writes in WRITES.items()}
+CREATE = {backend: 3 + writes for backend, writes in WRITES.items()}
 # Token lookup, incident (locked, so its timeline head is current) with its minerals and
 # participants joined, action counts, the versioned update (the timeline head included),
-# timeline event, outbox event, webhook subscriptions, the people named.
-TRANSITION = 8
+# timeline event, outbox event, the people named.
+TRANSITION = 7
 # Token lookup, the page, minerals, participants, the people named: whatever the page holds.
 LIST = 5
 
@@ -34,7 +34,11 @@ async def _fresh_token(client: httpx.AsyncClient, headers: dict[str, str]) -> No
 
 
 async def test_a_create_sends_a_fixed_number_of_statements(
-    client: httpx.AsyncClient, make_actor: MakeActor, count_queries: Any, backend: str
+    client: httpx.AsyncClient,
+    make_actor: MakeActor,
+    count_queries: Any,
+    backend: str,
+    listening: None,
 ):
     reporter = await make_actor("responder")
     await create(client, reporter)  # a possible duplicate exists, so the hint finds one
@@ -49,10 +53,15 @@ async def test_a_create_sends_a_fixed_number_of_statements(
 
 
 async def test_a_transition_sends_a_fixed_number_of_statements(
-    client: httpx.AsyncClient, make_actor: MakeActor, count_queries: Any, backend: str
+    client: httpx.AsyncClient,
+    make_actor: MakeActor,
+    count_queries: Any,
+    backend: str,
+    listening: None,
 ):
     reporter = await make_actor("responder")
     lead = await make_actor("lead")
+    await create(client, reporter)  # published: the subscriptions are read and kept
     incident = await create(client, reporter, status="watch")
     await _fresh_token(client, lead.headers)
     counter = count_queries()
