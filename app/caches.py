@@ -30,9 +30,9 @@ from app import signals
 
 T = TypeVar("T")
 
-# The longest a value is kept even when no change is heard: what a change written outside
-# the service (by hand, or by another process on SQLite) may go unseen for.
-MAX_AGE_SECONDS = 60.0
+# The longest a value is kept even when no change is heard: how long a change written
+# outside the service (by hand, or by another process on SQLite) may go unseen.
+MAX_AGE_SECONDS = 5.0
 
 
 class ProcessCache(Generic[T]):
