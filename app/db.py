@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, MetaData, Table, Uuid, event, inspect
+from sqlalchemy import JSON, ColumnElement, DateTime, MetaData, Table, Uuid, event, inspect
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.ext.asyncio import (
@@ -24,8 +24,11 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, make_transient_to_detached
 from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator
 from sqlalchemy.util import await_only
 
@@ -291,3 +294,25 @@ def adopt(session: AsyncSession, instance: Base, *children: Base) -> None:
     for held in (*children, instance):
         make_transient_to_detached(held)
     session.add(instance)
+
+
+class json_rows(FunctionElement[Any]):
+    """An aggregate: each row's values as a JSON array, all in one JSON array (NULL or
+    ``[]`` over no rows), so a statement can carry a few rows in one column."""
+
+    type = JSON()
+    inherit_cache = True
+    name = "json_rows"
+
+    def __init__(self, *columns: ColumnElement[Any]) -> None:
+        super().__init__(*columns)
+
+
+@compiles(json_rows, "postgresql")
+def _json_rows_postgresql(element: json_rows, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"json_agg(json_build_array({compiler.process(element.clauses, **kw)}))"
+
+
+@compiles(json_rows, "sqlite")
+def _json_rows_sqlite(element: json_rows, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"json_group_array(json_array({compiler.process(element.clauses, **kw)}))"

@@ -51,9 +51,10 @@ class Scenario:
 
     async def report(self, ministry: str, **fields: Any) -> Incident:
         with _at(self.now):
-            return await incidents.create(
+            created = await incidents.create(
                 self.session, self.who(ministry, "responder"), IncidentCreate(**fields)
             )
+        return created.incident
 
     async def triage(self, incident: Incident, severity: str) -> Incident:
         with _at(self.now):

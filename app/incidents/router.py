@@ -147,12 +147,12 @@ async def create_incident(
     idempotency: Idempotent,
 ) -> IncidentCreated:
     async def produce() -> IncidentCreated:
-        incident = await service.create(session, principal, data)
-        duplicates = await service.possible_duplicates(session, principal.user, incident)
+        created = await service.create(session, principal, data)
         return IncidentCreated(
-            **dict(await _out(session, incident, principal=principal)),
+            **dict(await _out(session, created.incident, principal=principal)),
             possible_duplicates=[
-                IncidentRef(id=d.id, key=d.key, title=d.title, status=d.status) for d in duplicates
+                IncidentRef(id=d.id, key=d.key, title=d.title, status=d.status)
+                for d in created.possible_duplicates
             ],
         )
 

@@ -8,7 +8,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal, get_args
 
-from sqlalchemy import ColumnElement, Row, Select, bindparam, exists, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    ScalarSelect,
+    Select,
+    bindparam,
+    exists,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.attributes import flag_modified
@@ -23,7 +33,7 @@ from app.auth.permissions import (
 )
 from app.auth.roles import at_least
 from app.auth.service import Principal
-from app.db import adopt, row_of, table_of
+from app.db import adopt, json_rows, row_of, table_of
 from app.errors import AppError, Conflict, InvalidInput, NotFound
 from app.events import Event, emit, emit_many
 from app.incidents import states
@@ -239,21 +249,28 @@ _duplicates_query = (
 )
 
 
-async def possible_duplicates(
-    session: AsyncSession, user: User, incident: Incident
-) -> Sequence[Row[tuple[uuid.UUID, str, str, str]]]:
-    """Open incidents the user sees, on an overlapping mineral and the same category,
-    reported in the window before this one (id, key, title, status; newest first)."""
-    rows = await session.execute(
-        _duplicates_query.where(visible_to(user)),
-        {
-            "category": incident.category,
-            "since": incident.reported_at - DUPLICATE_WINDOW,
-            "incident_id": incident.id,
-            "minerals": incident.minerals,
-        },
+@dataclass(frozen=True)
+class DuplicateHint:
+    id: uuid.UUID
+    key: str
+    title: str
+    status: str
+
+
+def _hints_of(user: User) -> ScalarSelect[Any]:
+    """The duplicate hint the user sees, as one JSON value: [rank, id, key, title, status]
+    per incident (rank 1 the newest), for a statement that has other work to do."""
+    hinted = (
+        _duplicates_query.where(visible_to(user))
+        .add_columns(func.row_number().over(order_by=_incidents.c.reported_at.desc()))
+        .subquery()
     )
-    return rows.all()  # type: ignore[return-value]
+    return select(json_rows(*hinted.c)).scalar_subquery()
+
+
+def _hints(value: list[list[Any]] | None) -> list[DuplicateHint]:
+    ranked = sorted(value or [], key=lambda row: row[4])
+    return [DuplicateHint(uuid.UUID(i), key, title, status) for i, key, title, status, _ in ranked]
 
 
 # --- writing ----------------------------------------------------------------------------
@@ -274,31 +291,34 @@ def _refuse_unknown(wanted: Sequence[str], known: set[str]) -> None:
 
 _counters = table_of(Counter)
 _minerals = table_of(Mineral)
-# The next key number and, in the same round trip, how many of the reported mineral codes
-# exist. The row lock serialises concurrent creators; a rolled-back create (unknown
-# minerals included) gives its number back.
-_next_number_query = (
-    update(_counters)
-    .where(_counters.c.name == KEY_COUNTER)
-    .values(value=_counters.c.value + 1)
-    .returning(
-        _counters.c.value,
-        select(func.count())
-        .select_from(_minerals)
-        .where(_minerals.c.code.in_(bindparam("codes", expanding=True)))
-        .scalar_subquery(),
+
+
+async def _next_number(
+    session: AsyncSession, user: User, minerals: Sequence[str], hint: dict[str, Any]
+) -> tuple[int, list[DuplicateHint]]:
+    """The next incident number, once every mineral code is known (else 422), and in the
+    same round trip the duplicate hint (``hint``: its parameters). The counter's row lock
+    serialises concurrent creators; a rolled-back create (unknown minerals included) gives
+    its number back."""
+    statement = (
+        update(_counters)
+        .where(_counters.c.name == KEY_COUNTER)
+        .values(value=_counters.c.value + 1)
+        .returning(
+            _counters.c.value,
+            select(func.count())
+            .select_from(_minerals)
+            .where(_minerals.c.code.in_(bindparam("codes", expanding=True)))
+            .scalar_subquery(),
+            _hints_of(user),
+        )
     )
-)
-
-
-async def _next_number(session: AsyncSession, minerals: Sequence[str]) -> int:
-    """The next incident number, once every mineral code is known (else 422)."""
-    row = (await session.execute(_next_number_query, {"codes": list(minerals)})).one_or_none()
+    row = (await session.execute(statement, {"codes": list(minerals), **hint})).one_or_none()
     assert row is not None, "the incident key counter is seeded by migration"
-    number, known = row
+    number, known, hints = row
     if known != len(minerals):
         await _check_minerals(session, minerals)  # names the unknown codes
-    return int(number)
+    return int(number), _hints(hints)
 
 
 def _impact_values(data: IncidentCreate | IncidentUpdate, fields: set[str]) -> dict[str, Any]:
@@ -311,7 +331,15 @@ def _impact_values(data: IncidentCreate | IncidentUpdate, fields: set[str]) -> d
 _CREATE_FIELDS = frozenset(IncidentCreate.model_fields) - {"minerals", "status"}
 
 
-async def create(session: AsyncSession, principal: Principal, data: IncidentCreate) -> Incident:
+@dataclass(frozen=True)
+class Created:
+    incident: Incident
+    # Open incidents the reporter sees, on an overlapping mineral and the same category,
+    # reported in the window before this one (newest first): a hint, never a block.
+    possible_duplicates: list[DuplicateHint]
+
+
+async def create(session: AsyncSession, principal: Principal, data: IncidentCreate) -> Created:
     """Report an incident in one INSERT that already holds what a create would otherwise
     write back: its priority and its timeline head (the first event is hashed first)."""
     user = principal.user
@@ -331,8 +359,18 @@ async def create(session: AsyncSession, principal: Principal, data: IncidentCrea
     )
     # The key counter's row lock is held until the commit, so concurrent creates wait on
     # each other: it is taken after the reads, as late as the key allows.
-    number = await _next_number(session, minerals)
     incident_id = new_id()
+    number, hints = await _next_number(
+        session,
+        user,
+        minerals,
+        {
+            "category": values["category"],
+            "since": now - DUPLICATE_WINDOW,
+            "incident_id": incident_id,
+            "minerals": minerals,
+        },
+    )
     key = format_key(number)
     actor = Actor.of(principal)
     opened = timeline.opening_event(
@@ -392,7 +430,7 @@ async def create(session: AsyncSession, principal: Principal, data: IncidentCrea
     # Not read back: the reporter is named on it, so sees it, and the session holds every
     # column as written (the timeline head and the priority included).
     adopt(session, incident, *links)
-    return incident
+    return Created(incident, hints)
 
 
 async def update_fields(

@@ -122,7 +122,7 @@ async def report(request: Request, web: WebUser) -> Response:
             created = await incidents.create(
                 session, web.principal, IncidentCreate.model_validate(data)
             )
-            key = created.key
+            key = created.incident.key
     except (AppError, ValidationError) as exc:
         _ = gettext_for(language_of(request, web))
         errors = {name: _(message) for name, message in errors_of(exc).items()}

@@ -135,3 +135,31 @@ async def test_a_rejected_incident_cannot_be_edited(
         after.json()["title"] == incident["title"]
         and after.headers["etag"] == rejected.headers["etag"]
     )
+
+
+async def test_the_duplicate_hint_names_only_what_the_reporter_sees_newest_first(
+    client: httpx.AsyncClient, make_actor: MakeActor
+):
+    doe, meti = await make_actor("responder", "DOE"), await make_actor("responder", "METI")
+    lead = await make_actor("lead", "DOE")
+    older = await create(client, doe, minerals=["Ga"])
+    await create(client, doe, minerals=["Ge"])  # no mineral in common
+    await create(client, doe, minerals=["Ga"], category="price_spike")  # another category
+    await create(client, meti, minerals=["Ga"], tlp="RED")  # out of DOE's sight
+    rejected = await create(client, doe, minerals=["Ga"])
+    refused = await move(client, lead, rejected, "rejected", reason="Not a shortage")
+    assert refused.status_code == 200, refused.text  # no longer open
+    newer = await create(client, doe, minerals=["Ge", "Ga"], tlp="AMBER")
+    new = await create(client, doe, minerals=["Ga", "Dy"])
+    assert new["possible_duplicates"] == [
+        {"id": i["id"], "key": i["key"], "title": i["title"], "status": "reported"}
+        for i in (newer, older)
+    ]
+    # The METI reporter sees their own RED incident and the GREEN and AMBER ones.
+    hinted = await create(client, meti, minerals=["Ga"])
+    assert [d["key"] for d in hinted["possible_duplicates"]] == [
+        new["key"],
+        newer["key"],
+        "RRG-0004",
+        older["key"],
+    ]

@@ -14,12 +14,12 @@ from tests.incidents.helpers import assign, create, report
 
 # PostgreSQL sends one more statement per write: the NOTIFY before the commit (app.signals).
 NOTIFY = {"sqlite": 0, "postgresql": 1}
-# Token lookup, key counter with the minerals check, the writes, duplicate hint. The writes
-# are the incident (its priority and timeline head included), its minerals, timeline event
-# and outbox event: one statement on PostgreSQL. The priority's inputs and the webhook
+# Token lookup, key counter with the minerals check and the duplicate hint, the writes. The
+# writes are the incident (its priority and timeline head included), its minerals, timeline
+# event and outbox event: one statement on PostgreSQL. The priority's inputs and the webhook
 # subscriptions come from the process caches (app.caches), as in a server (``listening``).
 WRITES = {"sqlite": 4, "postgresql": 1}
-CREATE = {backend: 3 + writes for backend, writes in WRITES.items()}
+CREATE = {backend: 2 + writes for backend, writes in WRITES.items()}
 # Token lookup, incident (locked, so its timeline head is current) with its minerals and
 # participants joined, action counts, the versioned update (the timeline head included),
 # timeline event, outbox event, the people named.

@@ -81,9 +81,10 @@ async def report(db: Database, actor: Actor, **fields: Any) -> Any:
     data = {"title": "Gallium export licensing", "minerals": ["Ga"], "category": "export_control"}
     data.update(fields)
     async with db.unit_of_work() as session:
-        return await incidents.create(
+        created = await incidents.create(
             session, Principal(user=actor.user), IncidentCreate.model_validate(data)
         )
+    return created.incident
 
 
 from tests.web.live import live_server  # noqa: E402,F401 - a fixture for the live tests
