@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import signals
 from app.incidents.models import Incident
+from app.kit import bulk
 from app.outbox import service as outbox
 from app.outbox.service import NewOutboxEvent
 from app.priority.service import refresh_for_events
@@ -124,6 +125,12 @@ async def emit_many(session: AsyncSession, events: Sequence[Event]) -> list[Reco
     append, one outbox insert and one NOTIFY statement whatever the number of events."""
     if not events:
         return []
+    # The timeline, outbox and delivery rows travel together (one statement on PostgreSQL).
+    async with bulk.one_statement(session):
+        return await _emit_many(session, events)
+
+
+async def _emit_many(session: AsyncSession, events: Sequence[Event]) -> list[Recorded]:
     recorded = await timeline.record_many(
         session,
         [

@@ -160,8 +160,11 @@ async def one_statement(session: AsyncSession) -> AsyncIterator[None]:
     """Hold the ``insert_rows`` made inside the block and send them when it ends: on
     PostgreSQL as one statement (a ``WITH`` of inserts: foreign keys are checked at its
     end, so parents and children may travel together), elsewhere one per table, in order.
-    Reads inside the block do not see the held rows; an exception discards them."""
-    assert _HELD not in session.info, "one_statement blocks do not nest"
+    Reads inside the block do not see the held rows; an exception discards them. A block
+    inside another joins it. Large batches still go one per table (COPY is cheaper)."""
+    if _HELD in session.info:
+        yield
+        return
     held: list[tuple[Table, Sequence[dict[str, Any]]]] = []
     session.info[_HELD] = held
     try:
@@ -170,7 +173,11 @@ async def one_statement(session: AsyncSession) -> AsyncIterator[None]:
         session.info.pop(_HELD, None)
     if not held:
         return
-    if not is_postgresql(session) or len(held) == 1:
+    if (
+        not is_postgresql(session)
+        or len(held) == 1
+        or any(len(rows) >= COPY_MIN_ROWS for _, rows in held)
+    ):
         for table, rows in held:
             await insert_rows(session, table, rows)
         return
