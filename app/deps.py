@@ -10,10 +10,10 @@ from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app import clock
 from app.auth import service as auth_service
 from app.auth.roles import Role, at_least
 from app.auth.service import Principal
+from app.config import Settings
 from app.db import Database
 from app.errors import (
     IF_MATCH_MISSING,
@@ -52,23 +52,20 @@ async def current_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_credentials)],
 ) -> Principal:
-    """The caller, resolved in one statement of its own, outside any transaction: the
-    request's unit of work starts only when the endpoint first touches the database (so
-    work that must commit before it, such as an idempotency reservation, can)."""
+    """The caller, from the process's token cache or one statement of its own, outside any
+    transaction: the request's unit of work starts only when the endpoint first touches the
+    database (so work that must commit before it, such as an idempotency reservation, can)."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("A bearer token is required")
-    db = get_database(request)
+    settings: Settings = request.app.state.settings
     try:
-        async with db.single_read() as session:
-            principal, stale = await auth_service.principal_for_token(
-                session, credentials.credentials
-            )
+        return await auth_service.principal_for_token(
+            get_database(request),
+            credentials.credentials,
+            max_age=settings.principal_cache_seconds,
+        )
     except LookupError:
         raise Unauthorized("The token is invalid, expired or revoked") from None
-    if stale and principal.token_id is not None:
-        async with db.unit_of_work() as writer:
-            await auth_service.touch_token(writer, principal.token_id, clock.now())
-    return principal
 
 
 CurrentUser = Annotated[Principal, Depends(current_principal)]

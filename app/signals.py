@@ -5,7 +5,8 @@ deliveries queued); nothing leaves the transaction until it commits:
 - in this process, the callbacks registered with ``on_commit`` run once after the outermost
   commit of a transaction that announced anything (never after a rollback);
 - across processes (PostgreSQL), one ``NOTIFY rrg_events`` statement is sent just before the
-  commit, with a payload per changed incident (live boards re-read those) or ``webhooks`` when
+  commit, with a payload per changed incident (live boards re-read those), ``principals`` when
+  users, tokens or ministries changed (cached principals are dropped), or ``webhooks`` when
   only deliveries were queued (dispatchers wake on any payload). PostgreSQL delivers it at
   commit and discards it on rollback.
 """
@@ -25,6 +26,7 @@ logger = logging.getLogger("rrg.signals")
 
 CHANNEL = "rrg_events"
 DELIVERIES_PAYLOAD = "webhooks"
+PRINCIPALS_PAYLOAD = "principals"
 _PENDING = "rrg_signals_pending"
 
 
@@ -35,6 +37,7 @@ class Committed:
     incident_ids: frozenset[uuid.UUID]
     webhook_events: int  # outbox rows written
     deliveries: int  # webhook deliveries queued (new or re-queued)
+    principals: bool = False  # users, API tokens or ministries changed
 
 
 @dataclass
@@ -42,6 +45,7 @@ class _Pending:
     incident_ids: set[uuid.UUID] = field(default_factory=set)
     webhook_events: int = 0
     deliveries: int = 0
+    principals: bool = False
 
 
 def announce(
@@ -50,12 +54,14 @@ def announce(
     incident_ids: Iterable[uuid.UUID] = (),
     webhook_events: int = 0,
     deliveries: int = 0,
+    principals: bool = False,
 ) -> None:
     """Record, in the caller's transaction, what to tell once it commits (no I/O here)."""
     pending: _Pending = session.info.setdefault(_PENDING, _Pending())
     pending.incident_ids.update(incident_ids)
     pending.webhook_events += webhook_events
     pending.deliveries += deliveries
+    pending.principals = pending.principals or principals
 
 
 CommitCallback = Callable[[Committed], None]
@@ -89,6 +95,8 @@ def _notify_other_processes(session: Session) -> None:
     if pending is None or session.get_bind().dialect.name != "postgresql":
         return
     payloads = [str(i) for i in sorted(pending.incident_ids)]
+    if pending.principals:
+        payloads.append(PRINCIPALS_PAYLOAD)
     if pending.deliveries and not payloads:
         payloads.append(DELIVERIES_PAYLOAD)
     if payloads:
@@ -103,7 +111,10 @@ def _tell_this_process(session: Session) -> None:
     if pending is None:
         return
     committed = Committed(
-        frozenset(pending.incident_ids), pending.webhook_events, pending.deliveries
+        frozenset(pending.incident_ids),
+        pending.webhook_events,
+        pending.deliveries,
+        pending.principals,
     )
     for callback in list(_callbacks):
         try:

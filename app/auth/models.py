@@ -3,9 +3,10 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, func
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, event, func
+from sqlalchemy.orm import Mapped, ORMExecuteState, Session, mapped_column, relationship
 
+from app import signals
 from app.db import Base
 from app.ministries.models import Ministry
 from app.models_base import IdMixin, TimestampMixin
@@ -52,3 +53,25 @@ class ApiToken(IdMixin, Base):
 # The directory walks users in this order (display name in any case, then id), so a page
 # is a range of this index, filtered as it goes (SPEC §1).
 Index("ix_users_directory", func.lower(User.display_name), User.id)
+
+
+# What a caller's principal is made of (app.auth.cache keeps it): a transaction that changes
+# one of these rows announces it, so at its commit every process drops its cached principals.
+PRINCIPAL_ROWS = (User, ApiToken, Ministry)
+PRINCIPAL_TABLES = frozenset(model.__tablename__ for model in PRINCIPAL_ROWS)
+
+
+@event.listens_for(Session, "before_flush")
+def _announce_changed_principals(session: Session, _context: object, _instances: object) -> None:
+    if any(isinstance(row, PRINCIPAL_ROWS) for row in (*session.dirty, *session.deleted)):
+        signals.announce(session, principals=True)
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _announce_bulk_principal_changes(state: ORMExecuteState) -> None:
+    # UPDATE and DELETE statements sent through a session. A token's last use is written on
+    # the connection instead (auth.service.touch_token): it changes nothing a principal holds.
+    if state.is_update or state.is_delete:
+        table = getattr(state.statement, "table", None)
+        if getattr(table, "name", None) in PRINCIPAL_TABLES:
+            signals.announce(state.session, principals=True)

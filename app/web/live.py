@@ -3,7 +3,9 @@
 Sources: ``app.signals.on_commit`` (changes committed by this process) and, on PostgreSQL,
 ``LISTEN`` on the channel ``app.signals`` notifies at each commit, so changes committed by
 other replicas and workers arrive too. A change reaches a stream only as an incident id;
-each stream re-checks, per event, whether its user may see that incident.
+each stream re-checks, per event, whether its user may see that incident. The same listener
+tells the token cache (``app.auth.cache``) when users or tokens changed elsewhere, and
+whether such changes are heard at all.
 
 On PostgreSQL a change committed here arrives twice: through ``on_commit`` and as the echo
 of its own NOTIFY, in either order. The bus matches the two per incident (a notification
@@ -26,7 +28,8 @@ import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 
-from app.signals import CHANNEL, Committed, on_commit
+from app.auth.cache import principals
+from app.signals import CHANNEL, PRINCIPALS_PAYLOAD, Committed, on_commit
 
 logger = logging.getLogger("rrg.web.live")
 KEEP = 2000  # recent changes kept for resuming streams
@@ -113,6 +116,9 @@ class LiveBus:
         import asyncpg
 
         def on_notify(_conn: object, _pid: int, _channel: str, payload: str) -> None:
+            if payload == PRINCIPALS_PAYLOAD:
+                principals.clear()
+                return
             try:
                 incident_id = uuid.UUID(payload)
             except ValueError:
@@ -127,9 +133,13 @@ class LiveBus:
                     connection.add_termination_listener(lambda _conn, lost=lost: lost.set())
                     await connection.add_listener(CHANNEL, on_notify)
                     self._listening = True
+                    principals.listening_started()
                     await lost.wait()
                 finally:
-                    # No echo comes while nobody listens: forget the ones expected.
+                    # No echo comes while nobody listens: forget the ones expected; cached
+                    # principals are not served while changes made elsewhere go unheard.
+                    if self._listening:
+                        principals.listening_stopped()
                     self._listening = False
                     self._echoes.clear()
                     self._early.clear()

@@ -1,0 +1,154 @@
+"""Resolved API tokens, kept in this process for a few seconds.
+
+Every API request resolves its bearer token; the answer changes only when a user, a token or
+a ministry changes, which is rare. An entry is keyed by the token's SHA-256 (never the token),
+holds plain values (every request builds its own detached ``User``, so no ORM instance is
+shared between requests) and is served for at most ``max_age`` seconds after it was read.
+
+A committed change to users, API tokens or ministries (announced by the hooks in
+``app.auth.models``) drops every entry: in this process at commit (``app.signals.on_commit``),
+in the others through the ``principals`` notification.
+On PostgreSQL the cache serves only while a listener of that notification is connected
+(``listening_started``/``listening_stopped``); on SQLite, where no notification exists, a
+change made by another process is seen once the entries it affects are ``max_age`` old.
+Token expiry is checked against the clock on every request, cached or not.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import make_transient_to_detached
+
+from app import signals
+from app.auth.models import ApiToken, User
+from app.ministries.models import Ministry
+
+CAPACITY = 10_000  # tokens kept; the least recently used goes first
+
+
+def _detached(model: type[Any], values: dict[str, Any]) -> Any:
+    """A detached instance holding ``values``, built without attribute events (as a session
+    leaves what it loaded once it closes)."""
+    instance = model.__mapper__.class_manager.new_instance()
+    instance.__dict__.update(values)
+    make_transient_to_detached(instance)
+    return instance
+
+
+def _column_values(instance: object) -> dict[str, Any]:
+    mapper = type(instance).__mapper__  # type: ignore[attr-defined]
+    return {attr.key: getattr(instance, attr.key) for attr in mapper.column_attrs}
+
+
+@dataclass(frozen=True, slots=True)
+class CachedToken:
+    """A live token and its user's and ministry's column values."""
+
+    token_id: uuid.UUID
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    user_values: dict[str, Any]
+    ministry_values: dict[str, Any]
+
+    @classmethod
+    def of(cls, token: ApiToken, user: User) -> CachedToken:
+        return cls(
+            token_id=token.id,
+            expires_at=token.expires_at,
+            last_used_at=token.last_used_at,
+            user_values=_column_values(user),
+            ministry_values=_column_values(user.ministry),
+        )
+
+    def user(self) -> User:
+        """A new detached ``User`` (with its ministry) for one request."""
+        ministry = _detached(Ministry, self.ministry_values)
+        user: User = _detached(User, {**self.user_values, "ministry": ministry})
+        return user
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """Taken before reading a token: an answer read across a drop is not kept."""
+
+    generation: int
+    read_at: float
+
+
+class PrincipalCache:
+    def __init__(self, capacity: int = CAPACITY) -> None:
+        self.capacity = capacity
+        self._entries: OrderedDict[str, tuple[float, CachedToken]] = OrderedDict()
+        self._generation = itertools.count()
+        self.generation = next(self._generation)
+        self._listeners = 0
+
+    def serves(self, dialect: str) -> bool:
+        """Whether entries may be served for a database of this dialect: on PostgreSQL only
+        while changes made by other processes are heard."""
+        return dialect != "postgresql" or self._listeners > 0
+
+    def ticket(self) -> Ticket:
+        return Ticket(self.generation, time.monotonic())
+
+    def get(self, token_hash: str, max_age: float) -> CachedToken | None:
+        entry = self._entries.get(token_hash)
+        if entry is None:
+            return None
+        read_at, cached = entry
+        if time.monotonic() - read_at > max_age:
+            self._entries.pop(token_hash, None)
+            return None
+        self._entries.move_to_end(token_hash)
+        return cached
+
+    def put(self, token_hash: str, cached: CachedToken, ticket: Ticket) -> None:
+        if ticket.generation != self.generation:
+            return  # a change committed while it was read: it may predate it
+        self._entries[token_hash] = (ticket.read_at, cached)
+        self._entries.move_to_end(token_hash)
+        while len(self._entries) > self.capacity:
+            self._entries.popitem(last=False)
+
+    def touched(self, token_hash: str, at: datetime) -> None:
+        """Record a new last use of a cached token (its age is unchanged)."""
+        entry = self._entries.get(token_hash)
+        if entry is not None:
+            read_at, cached = entry
+            self._entries[token_hash] = (read_at, replace(cached, last_used_at=at))
+
+    def clear(self) -> None:
+        # A new dict rather than clear(): a commit on another thread may call this.
+        self.generation = next(self._generation)
+        self._entries = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    # --- the notification listener (PostgreSQL) -----------------------------------------
+
+    def listening_started(self) -> None:
+        self.clear()  # changes made while nobody listened were not heard
+        self._listeners += 1
+
+    def listening_stopped(self) -> None:
+        self._listeners = max(0, self._listeners - 1)
+        self.clear()
+
+
+principals = PrincipalCache()
+
+
+def _drop_after_commit(committed: signals.Committed) -> None:
+    if committed.principals:
+        principals.clear()
+
+
+signals.on_commit(_drop_after_commit)
