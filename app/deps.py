@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
+from fastapi.security import HTTPBearer
+from fastapi.security.base import SecurityBase
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import service as auth_service
@@ -45,29 +47,41 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 Session = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
-bearer_credentials = HTTPBearer(auto_error=False, description="An API token: `rrg_...`")
+BEARER_DESCRIPTION = "An API token: `rrg_...`"
+bearer_credentials = HTTPBearer(auto_error=False, description=BEARER_DESCRIPTION)
 
 
-async def current_principal(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_credentials)],
-) -> Principal:
-    """The caller, from the process's token cache or one statement of its own, outside any
-    transaction: the request's unit of work starts only when the endpoint first touches the
-    database (so work that must commit before it, such as an idempotency reservation, can)."""
-    if credentials is None or credentials.scheme.lower() != "bearer":
+async def principal_for(request: Request, token: str | None) -> Principal:
+    """The caller an API token stands for, from the process's token cache or one statement
+    of its own, outside any transaction: the request's unit of work starts only when the
+    endpoint first touches the database (so work that must commit before it, such as an
+    idempotency reservation, can)."""
+    if not token:
         raise Unauthorized("A bearer token is required")
     settings: Settings = request.app.state.settings
     try:
         return await auth_service.principal_for_token(
-            get_database(request),
-            credentials.credentials,
-            max_age=settings.principal_cache_seconds,
+            get_database(request), token, max_age=settings.principal_cache_seconds
         )
     except LookupError:
         raise Unauthorized("The token is invalid, expired or revoked") from None
 
 
+class BearerPrincipal(SecurityBase):
+    """The caller, from ``Authorization: Bearer <API token>``. One dependency that is also
+    the OpenAPI security scheme (the same one ``bearer_credentials`` declares): every API
+    request resolves it, and each dependency costs the framework a resolution of its own."""
+
+    def __init__(self) -> None:
+        self.model = HTTPBearerModel(description=BEARER_DESCRIPTION)
+        self.scheme_name = "HTTPBearer"
+
+    async def __call__(self, request: Request) -> Principal:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        return await principal_for(request, token.strip() if scheme.lower() == "bearer" else None)
+
+
+current_principal = BearerPrincipal()
 CurrentUser = Annotated[Principal, Depends(current_principal)]
 
 

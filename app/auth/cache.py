@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy import inspect
 
 from app import signals
 from app.auth.models import ApiToken, User
@@ -33,44 +33,57 @@ from app.ministries.models import Ministry
 CAPACITY = 10_000  # tokens kept; the least recently used goes first
 
 
-def _detached(model: type[Any], values: dict[str, Any]) -> Any:
-    """A detached instance holding ``values``, built without attribute events (as a session
-    leaves what it loaded once it closes)."""
+IdentityKey = tuple[Any, ...]
+
+
+def _detached(model: type[Any], values: dict[str, Any], key: IdentityKey) -> Any:
+    """A detached instance of ``model`` holding ``values`` (every column, loaded), as a
+    session leaves what it loaded once it closes; built without attribute events."""
     instance = model.__mapper__.class_manager.new_instance()
     instance.__dict__.update(values)
-    make_transient_to_detached(instance)
+    inspect(instance).key = key
     return instance
 
 
-def _column_values(instance: object) -> dict[str, Any]:
-    mapper = type(instance).__mapper__  # type: ignore[attr-defined]
-    return {attr.key: getattr(instance, attr.key) for attr in mapper.column_attrs}
+def _loaded(instance: object) -> tuple[dict[str, Any], IdentityKey]:
+    """The column values and identity of an instance a session loaded."""
+    state = inspect(instance)
+    assert state.key is not None
+    values = {attr.key: state.dict[attr.key] for attr in state.mapper.column_attrs}
+    return values, state.key
 
 
 @dataclass(frozen=True, slots=True)
 class CachedToken:
-    """A live token and its user's and ministry's column values."""
+    """A live token, and its user's and ministry's column values."""
 
     token_id: uuid.UUID
     expires_at: datetime | None
     last_used_at: datetime | None
     user_values: dict[str, Any]
+    user_key: IdentityKey
     ministry_values: dict[str, Any]
+    ministry_key: IdentityKey
 
     @classmethod
     def of(cls, token: ApiToken, user: User) -> CachedToken:
+        user_values, user_key = _loaded(user)
+        ministry_values, ministry_key = _loaded(user.ministry)
         return cls(
             token_id=token.id,
             expires_at=token.expires_at,
             last_used_at=token.last_used_at,
-            user_values=_column_values(user),
-            ministry_values=_column_values(user.ministry),
+            user_values=user_values,
+            user_key=user_key,
+            ministry_values=ministry_values,
+            ministry_key=ministry_key,
         )
 
     def user(self) -> User:
         """A new detached ``User`` (with its ministry) for one request."""
-        ministry = _detached(Ministry, self.ministry_values)
-        user: User = _detached(User, {**self.user_values, "ministry": ministry})
+        ministry = _detached(Ministry, self.ministry_values, self.ministry_key)
+        values = {**self.user_values, "ministry": ministry}
+        user: User = _detached(User, values, self.user_key)
         return user
 
 

@@ -28,14 +28,21 @@ from app.main import create_app
 from tests.conftest import REPO_ROOT, MakeActor, QueryCounter, assert_problem, rrg_env
 
 ME = "/api/v1/me"
+MAX_AGE = 5.0
 
 
 @pytest.fixture
-async def served(db: Database, settings: Settings) -> AsyncIterator[FastAPI]:
+def cached(settings: Settings) -> Settings:
+    """The suite's settings with the token cache on (the suite runs with it off)."""
+    return settings.model_copy(update={"principal_cache_seconds": MAX_AGE})
+
+
+@pytest.fixture
+async def served(db: Database, cached: Settings) -> AsyncIterator[FastAPI]:
     """The app with its lifespan running: on PostgreSQL the cache serves only while the
     notification listener (started there) is connected."""
     principals.clear()
-    app = create_app(settings, db=db)
+    app = create_app(cached, db=db)
     async with app.router.lifespan_context(app):
         for _ in range(200):
             if principals.serves(db.dialect):
@@ -143,7 +150,6 @@ async def test_an_expired_token_is_refused_even_when_cached(
 async def test_an_entry_older_than_the_maximum_age_is_read_again(
     api: httpx.AsyncClient,
     db: Database,
-    settings: Settings,
     make_actor: MakeActor,
     count_queries: Any,
     monotonic: Callable[[float], None],
@@ -156,9 +162,9 @@ async def test_an_entry_older_than_the_maximum_age_is_read_again(
             text("UPDATE users SET active = false WHERE id = :id"),
             {"id": actor.id.hex} if db.dialect == "sqlite" else {"id": actor.id},
         )
-    monotonic(settings.principal_cache_seconds * 0.8)
+    monotonic(MAX_AGE * 0.8)
     assert (await api.get(ME, headers=actor.headers)).status_code == 200
-    monotonic(settings.principal_cache_seconds * 0.4)
+    monotonic(MAX_AGE * 0.4)
     assert_problem(await api.get(ME, headers=actor.headers), 401)
 
 
@@ -193,7 +199,7 @@ async def test_each_request_gets_its_own_user_instance(db: Database, make_actor:
 
 
 async def test_an_answer_read_across_a_change_is_not_kept():
-    cached = token_cache.CachedToken(uuid.uuid4(), None, None, {}, {})
+    cached = token_cache.CachedToken(uuid.uuid4(), None, None, {}, (), {}, ())
     ticket = principals.ticket()
     principals.clear()  # a change committed while the token was being read
     principals.put("h" * 64, cached, ticket)
@@ -204,7 +210,7 @@ async def test_an_answer_read_across_a_change_is_not_kept():
 
 def test_the_least_recently_used_entry_goes_first():
     cache = token_cache.PrincipalCache(capacity=2)
-    cached = token_cache.CachedToken(uuid.uuid4(), None, None, {}, {})
+    cached = token_cache.CachedToken(uuid.uuid4(), None, None, {}, (), {}, ())
     for key in ("a", "b"):
         cache.put(key, cached, cache.ticket())
     assert cache.get("a", max_age=60) is cached
@@ -256,10 +262,10 @@ async def test_postgresql_a_change_committed_by_another_process_is_seen_promptly
 
 @pytest.mark.postgresql_only
 async def test_postgresql_no_entry_is_served_while_the_listener_is_down(
-    db: Database, settings: Settings, make_actor: MakeActor, count_queries: Any
+    db: Database, cached: Settings, make_actor: MakeActor, count_queries: Any
 ):
     actor = await make_actor("viewer")
-    app = create_app(settings, db=db)  # its lifespan is not running: nobody listens
+    app = create_app(cached, db=db)  # its lifespan is not running: nobody listens
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://rrg.test") as client:
         assert not principals.serves(db.dialect)
