@@ -102,10 +102,12 @@ AdminUser = Annotated[Principal, Depends(require_role("admin"))]
 async def refuse_unstorable_parameters(request: Request) -> None:
     """Path and query values reach SQL as text: one that no database could store (a NUL
     character) is refused with 422 before any endpoint runs."""
-    for location, items in (
-        ("path", list(request.path_params.items())),
-        ("query", request.query_params.multi_items()),
-    ):
+    checked: list[tuple[str, list[tuple[str, Any]]]] = []
+    if request.path_params:
+        checked.append(("path", list(request.path_params.items())))
+    if request.scope.get("query_string"):  # most requests have none: nothing to parse
+        checked.append(("query", request.query_params.multi_items()))
+    for location, items in checked:
         for name, value in items:
             reason = unsafe_value(value)
             if reason is not None:

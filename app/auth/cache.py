@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import inspect
+from sqlalchemy.orm.attributes import instance_state
 
 from app import signals
 from app.auth.models import ApiToken, User
@@ -41,7 +42,7 @@ def _detached(model: type[Any], values: dict[str, Any], key: IdentityKey) -> Any
     session leaves what it loaded once it closes; built without attribute events."""
     instance = model.__mapper__.class_manager.new_instance()
     instance.__dict__.update(values)
-    inspect(instance).key = key
+    instance_state(instance).key = key
     return instance
 
 
