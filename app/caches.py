@@ -1,6 +1,6 @@
 """Values read from the database and kept in this process until the tables they come from
-change: settings that nearly every write reads and that change rarely (the priority's
-weights and register, the active webhook subscriptions).
+change: what nearly every request reads and what changes rarely (the callers' API tokens,
+``app.auth.cache``; the priority's weights and register; the active webhook subscriptions).
 
 A cache names the tables its value is read from. A transaction that writes one of them
 through a session (a flush, or an INSERT, UPDATE or DELETE statement) announces it
@@ -20,7 +20,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -35,6 +35,43 @@ T = TypeVar("T")
 MAX_AGE_SECONDS = 5.0
 
 
+class Watcher(Protocol):
+    """Something kept in this process from ``tables``: ``drop`` forgets it."""
+
+    tables: frozenset[str]
+
+    def drop(self) -> None: ...
+
+
+# Every table a process cache reads from. Stated here, not gathered from the caches, so that
+# any process that writes them announces it, whichever caches it has imported (``app.db``
+# imports this module).
+CACHED_TABLES = frozenset(
+    {
+        "users",
+        "api_tokens",
+        "ministries",
+        "priority_weights",
+        "concern_lists",
+        "dependency_profiles",
+        "webhook_subscriptions",
+    }
+)
+
+
+def watch(watcher: Watcher) -> None:
+    """Drop ``watcher`` at each committed change to its tables, and whenever this process
+    starts or stops hearing other processes' commits."""
+    assert watcher.tables <= CACHED_TABLES, "add its tables to CACHED_TABLES"
+    _watchers.append(watcher)
+
+
+def serving(dialect: str) -> bool:
+    """Whether a cache may serve for a database of this dialect: on PostgreSQL only while
+    changes committed by other processes are heard."""
+    return _listening > 0 or dialect != "postgresql"
+
+
 class ProcessCache(Generic[T]):
     """One value, read by ``load`` and kept until a committed change to ``tables``."""
 
@@ -43,11 +80,11 @@ class ProcessCache(Generic[T]):
         self._load = load
         self._value: tuple[float, T] | None = None
         self._generation = 0
-        _caches.append(self)  # type: ignore[arg-type]
-        _watched.update(self.tables)
+        watch(self)
 
     async def get(self, session: AsyncSession) -> T:
-        if not _serves(session) or _written_here(session) & self.tables:
+        dialect = session.get_bind().dialect.name
+        if not serving(dialect) or _written_here(session) & self.tables:
             return await self._load(session)
         held = self._value
         if held is not None and time.monotonic() - held[0] <= MAX_AGE_SECONDS:
@@ -63,13 +100,8 @@ class ProcessCache(Generic[T]):
         self._value = None
 
 
-_caches: list[ProcessCache[object]] = []
-_watched: set[str] = set()  # every cache's tables
+_watchers: list[Watcher] = []
 _listening = 0  # connected listeners of other processes' commits
-
-
-def _serves(session: AsyncSession) -> bool:
-    return _listening > 0 or session.get_bind().dialect.name != "postgresql"
 
 
 def _written_here(session: AsyncSession) -> set[str]:
@@ -86,14 +118,14 @@ def _tables_of(session: Session) -> set[str]:
 def changed(tables: Iterable[str]) -> None:
     """Drop every cache reading one of these tables."""
     written = frozenset(tables)
-    for cache in _caches:
-        if cache.tables & written:
-            cache.drop()
+    for watcher in _watchers:
+        if watcher.tables & written:
+            watcher.drop()
 
 
 def drop_all() -> None:
-    for cache in _caches:
-        cache.drop()
+    for watcher in _watchers:
+        watcher.drop()
 
 
 def listening_started() -> None:
@@ -111,7 +143,7 @@ def listening_stopped() -> None:
 
 @event.listens_for(Session, "before_flush")
 def _announce_flushed_tables(session: Session, _context: object, _instances: object) -> None:
-    if watched := _watched.intersection(_tables_of(session)):
+    if watched := CACHED_TABLES.intersection(_tables_of(session)):
         signals.announce(session, tables=watched)
 
 
@@ -119,7 +151,7 @@ def _announce_flushed_tables(session: Session, _context: object, _instances: obj
 def _announce_written_tables(state: ORMExecuteState) -> None:
     if state.is_insert or state.is_update or state.is_delete:
         name = getattr(getattr(state.statement, "table", None), "name", None)
-        if name in _watched:
+        if name in CACHED_TABLES:
             signals.announce(state.session, tables={name})
 
 

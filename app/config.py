@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     # rrg worker serves /healthz, /readyz and /metrics on this port (none if unset).
     worker_port: int | None = Field(default=None, ge=1, le=65535)
     max_body_bytes: int = 1024 * 1024
+    # How long a resolved API token may be reused by this process without reading it again
+    # (seconds; 0: read on every request). Changes committed through the service drop it at
+    # once (on PostgreSQL in every process); this bounds what else may go unseen.
+    principal_cache_seconds: float = Field(default=5, ge=0, le=300)
     # Connection pool for PostgreSQL (per process).
     db_pool_size: int = 10
     db_max_overflow: int = 20

@@ -32,6 +32,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator
 from sqlalchemy.util import await_only
 
+from app import caches  # noqa: F401 - its hooks announce writes to cached tables
 from app.config import Settings
 
 NAMING_CONVENTION = {
@@ -200,7 +201,8 @@ class Database:
         if self.url.startswith("postgresql"):
             kwargs.update(pool_size=pool_size, max_overflow=max_overflow, pool_timeout=60)
         self.engine = create_async_engine(self.url, **kwargs)
-        if self.engine.dialect.name == "sqlite":
+        self.dialect: str = self.engine.dialect.name
+        if self.dialect == "sqlite":
             _configure_sqlite(self.engine, WriterQueue(SQLITE_BUSY_TIMEOUT_MS / 1000))
         info = {} if audit_key is None else {AUDIT_KEY_INFO: audit_key}
         self._writer = async_sessionmaker(self.engine, expire_on_commit=False, info=info)
@@ -224,10 +226,6 @@ class Database:
             max_overflow=settings.db_max_overflow,
             audit_key=settings.audit_key_bytes(),
         )
-
-    @property
-    def dialect(self) -> str:
-        return self.engine.dialect.name
 
     @asynccontextmanager
     async def unit_of_work(

@@ -7,13 +7,15 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
+from fastapi.security import HTTPBearer
+from fastapi.security.base import SecurityBase
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app import clock
 from app.auth import service as auth_service
 from app.auth.roles import Role, at_least
 from app.auth.service import Principal
+from app.config import Settings
 from app.db import Database
 from app.errors import (
     IF_MATCH_MISSING,
@@ -45,32 +47,41 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 Session = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
-bearer_credentials = HTTPBearer(auto_error=False, description="An API token: `rrg_...`")
+BEARER_DESCRIPTION = "An API token: `rrg_...`"
+bearer_credentials = HTTPBearer(auto_error=False, description=BEARER_DESCRIPTION)
 
 
-async def current_principal(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_credentials)],
-) -> Principal:
-    """The caller, resolved in one statement of its own, outside any transaction: the
-    request's unit of work starts only when the endpoint first touches the database (so
-    work that must commit before it, such as an idempotency reservation, can)."""
-    if credentials is None or credentials.scheme.lower() != "bearer":
+async def principal_for(request: Request, token: str | None) -> Principal:
+    """The caller an API token stands for, from the process's token cache or one statement
+    of its own, outside any transaction: the request's unit of work starts only when the
+    endpoint first touches the database (so work that must commit before it, such as an
+    idempotency reservation, can)."""
+    if not token:
         raise Unauthorized("A bearer token is required")
-    db = get_database(request)
+    settings: Settings = request.app.state.settings
     try:
-        async with db.single_read() as session:
-            principal, stale = await auth_service.principal_for_token(
-                session, credentials.credentials
-            )
+        return await auth_service.principal_for_token(
+            get_database(request), token, max_age=settings.principal_cache_seconds
+        )
     except LookupError:
         raise Unauthorized("The token is invalid, expired or revoked") from None
-    if stale and principal.token_id is not None:
-        async with db.unit_of_work() as writer:
-            await auth_service.touch_token(writer, principal.token_id, clock.now())
-    return principal
 
 
+class BearerPrincipal(SecurityBase):
+    """The caller, from ``Authorization: Bearer <API token>``. One dependency that is also
+    the OpenAPI security scheme (the same one ``bearer_credentials`` declares): every API
+    request resolves it, and each dependency costs the framework a resolution of its own."""
+
+    def __init__(self) -> None:
+        self.model = HTTPBearerModel(description=BEARER_DESCRIPTION)
+        self.scheme_name = "HTTPBearer"
+
+    async def __call__(self, request: Request) -> Principal:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        return await principal_for(request, token.strip() if scheme.lower() == "bearer" else None)
+
+
+current_principal = BearerPrincipal()
 CurrentUser = Annotated[Principal, Depends(current_principal)]
 
 
@@ -91,10 +102,12 @@ AdminUser = Annotated[Principal, Depends(require_role("admin"))]
 async def refuse_unstorable_parameters(request: Request) -> None:
     """Path and query values reach SQL as text: one that no database could store (a NUL
     character) is refused with 422 before any endpoint runs."""
-    for location, items in (
-        ("path", list(request.path_params.items())),
-        ("query", request.query_params.multi_items()),
-    ):
+    checked: list[tuple[str, list[tuple[str, Any]]]] = []
+    if request.path_params:
+        checked.append(("path", list(request.path_params.items())))
+    if request.scope.get("query_string"):  # most requests have none: nothing to parse
+        checked.append(("query", request.query_params.multi_items()))
+    for location, items in checked:
         for name, value in items:
             reason = unsafe_value(value)
             if reason is not None:

@@ -6,7 +6,6 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import Depends, FastAPI
 from fastapi.routing import APIRoute
 
@@ -21,7 +20,6 @@ from app.deps import refuse_unstorable_parameters
 from app.errors import install_error_handlers
 from app.escalation.router import router as escalation_router
 from app.incidents.router import router as incidents_router
-from app.logs import REQUEST_ID_HEADER, new_request_id, valid_request_id
 from app.middleware import BodySizeLimit, RequestObserver
 from app.migrate import head_revision
 from app.minerals.router import router as minerals_router
@@ -109,16 +107,10 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
 
 
 def install_observability(app: FastAPI, settings: Settings) -> None:
-    """The body limit inside, then each request's metrics and access line, outermost the
-    request id (so everything inside logs with it)."""
+    """The body limit inside, outside it each request's id, metrics and access line (so
+    everything inside logs with the id)."""
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestObserver)
-    app.add_middleware(
-        CorrelationIdMiddleware,
-        header_name=REQUEST_ID_HEADER,
-        generator=new_request_id,
-        validator=valid_request_id,
-    )
 
 
 def create_ops_app(settings: Settings, db: Database) -> FastAPI:

@@ -45,7 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app import clock
 from app.auth.roles import at_least
 from app.db import Database
-from app.deps import bearer_credentials, current_principal, get_database
+from app.deps import bearer_credentials, get_database, principal_for
 from app.errors import Forbidden
 
 # --- HTTP -----------------------------------------------------------------------------------
@@ -288,7 +288,7 @@ async def metrics_reader(
         expected = scrape_token.get_secret_value().encode()
         if hmac.compare_digest(credentials.credentials.encode(), expected):
             return
-    principal = await current_principal(request, credentials)
+    principal = await principal_for(request, credentials.credentials if credentials else None)
     if not at_least(principal.user.role, "admin"):
         raise Forbidden("Metrics are for admins (or the scrape token)")
 

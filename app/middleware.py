@@ -1,17 +1,21 @@
-"""ASGI middleware: the request body size limit, and each request's metrics and access log."""
+"""ASGI middleware: the request body size limit, and each request's id, metrics and access log."""
 
 from __future__ import annotations
 
 import json
 import logging
 import time
+from typing import Any
 
+from asgi_correlation_id import correlation_id
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import metrics
+from app.logs import REQUEST_ID_HEADER, new_request_id, valid_request_id
 
 access_log = logging.getLogger("rrg.access")
+request_id_log = logging.getLogger("rrg.request_id")
 
 TOO_LARGE = 413
 
@@ -27,7 +31,7 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope.get("headers", [])).get(b"content-length", b"0")
+        declared = next((v for k, v in scope["headers"] if k == b"content-length"), b"0")
         if declared.isdigit() and int(declared) > self.max_bytes:
             await self._refuse(send)
             return
@@ -68,18 +72,45 @@ class BodySizeLimit:
 
 
 class RequestObserver:
-    """Each request's latency, counted by method, route template and status, and one access
-    log line (inside the request id's context, so the line carries it)."""
+    """Each request's id, latency and access log line, in one middleware (each layer of ASGI
+    middleware costs every request a call and a wrapped ``send``):
+    - the id (``X-Request-ID``): the client's when it is sane, else a new one; set for every
+      log line inside the request and echoed in the response;
+    - the latency, counted by method, route template and status;
+    - one access log line, inside the request id's context (so the line carries it)."""
 
     QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self._header = REQUEST_ID_HEADER.lower().encode("latin-1")
+        # Labelled series by (method, route, status): a dictionary look-up per request
+        # instead of the client library's locked one.
+        self._durations: dict[tuple[str, str, str], Any] = {}
+
+    def _request_id(self, scope: Scope) -> str:
+        given = next((v for k, v in scope["headers"] if k == self._header), None)
+        text: str | None = given.decode("latin-1") if given is not None else None
+        if text and valid_request_id(text):
+            return text
+        rid = new_request_id()
+        if text:
+            request_id_log.warning("Replaced an unusable %s with %s", REQUEST_ID_HEADER, rid)
+        # What the app reads as the request's id is the one it logs and answers with.
+        kept = [(k, v) for k, v in scope["headers"] if k != self._header]
+        scope["headers"] = [*kept, (self._header, rid.encode("latin-1"))]
+        return rid
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        rid = self._request_id(scope)
+        correlation_id.set(rid)
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        echo = (self._header, rid.encode("latin-1"))
         started = time.perf_counter()
         status = 500  # unless a response starts: an exception escaped the app
 
@@ -87,6 +118,7 @@ class RequestObserver:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message["headers"] = [*message.get("headers", ()), echo]
             await send(message)
 
         metrics.REQUESTS_IN_FLIGHT.inc()
@@ -99,19 +131,24 @@ class RequestObserver:
             # /incidents/{id} is one series however many incidents there are.
             route = getattr(scope.get("route"), "path", None) or metrics.UNMATCHED_ROUTE
             method = scope["method"]
-            metrics.REQUEST_DURATION.labels(method, route, str(status)).observe(took)
+            key = (method, route, str(status))
+            series = self._durations.get(key)
+            if series is None:
+                series = self._durations[key] = metrics.REQUEST_DURATION.labels(*key)
+            series.observe(took)
             level = logging.DEBUG if route in self.QUIET_ROUTES and status < 500 else logging.INFO
-            access_log.log(
-                level,
-                "%s %s %d",
-                method,
-                scope["path"],
-                status,
-                extra={
-                    "method": method,
-                    "path": scope["path"],
-                    "route": route,
-                    "status": status,
-                    "duration_ms": round(took * 1000, 2),
-                },
-            )
+            if access_log.isEnabledFor(level):
+                access_log.log(
+                    level,
+                    "%s %s %d",
+                    method,
+                    scope["path"],
+                    status,
+                    extra={
+                        "method": method,
+                        "path": scope["path"],
+                        "route": route,
+                        "status": status,
+                        "duration_ms": round(took * 1000, 2),
+                    },
+                )

@@ -104,8 +104,13 @@ _NOTIFY = text("SELECT pg_notify(:channel, payload) FROM unnest(:payloads) AS pa
 def _notify_other_processes(session: Session) -> None:
     if session.in_nested_transaction():
         return
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    # The commit's own flush comes after this hook: flushed first, what it announces (the
+    # cached tables it writes) is in the notification too.
+    session.flush()
     pending: _Pending | None = session.info.get(_PENDING)
-    if pending is None or session.get_bind().dialect.name != "postgresql":
+    if pending is None:
         return
     payloads = [str(i) for i in sorted(pending.incident_ids)]
     if pending.tables:

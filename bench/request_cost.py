@@ -32,6 +32,7 @@ from sqlalchemy import event
 
 from app import migrate
 from app.auth import service as auth_service
+from app.auth.cache import principals
 from app.auth.schemas import TokenCreate, UserCreate
 from app.auth.service import Principal
 from app.config import Settings
@@ -151,7 +152,15 @@ async def measure(url: str, backend: str, *, profile: bool = False) -> dict[str,
 
     costs: dict[str, Cost] = {}
     tag = lambda name: f"{name} ({backend})" if profile else None  # noqa: E731
-    async with client(app, reporter) as rc, client(app, lead) as lc, client(bare_app(), "x") as bc:
+    # The lifespan runs as under a server (on PostgreSQL it connects the listener the token
+    # cache relies on); the scheduler is off.
+    async with (
+        app.router.lifespan_context(app),
+        client(app, reporter) as rc,
+        client(app, lead) as lc,
+        client(bare_app(), "x") as bc,
+    ):
+        await _listening(db)
         costs["bare GET (no database)"] = await _measure(
             None, lambda _: bc.get("/me"), N * 3, 200, tag("bare")
         )
@@ -190,6 +199,14 @@ async def measure(url: str, backend: str, *, profile: bool = False) -> dict[str,
         )
     await db.dispose()
     return costs
+
+
+async def _listening(db: Database) -> None:
+    """Wait (up to 5 s) until cached tokens may be served (PostgreSQL: the listener is up)."""
+    for _ in range(250):
+        if principals.serves(db.dialect):
+            return
+        await asyncio.sleep(0.02)
 
 
 def _floor_cost(url: str) -> float:

@@ -219,11 +219,14 @@ async def db(shared_db: Database) -> AsyncIterator[Database]:
 
 @pytest.fixture(scope="session")
 def settings(database_url: str) -> Settings:
+    # Tokens are read on every request, so statement counts include the lookup on both
+    # databases alike; tests/auth/test_token_cache.py turns the cache on.
     return Settings(
         env="test",
         database_url=database_url,
         scheduler="off",
         audit_key=SecretStr(TEST_AUDIT_KEY),
+        principal_cache_seconds=0,
     )
 
 

@@ -27,12 +27,12 @@ from app.schemas import Page
 router = APIRouter(prefix="/api/v1", tags=["identity"])
 
 
+_USER_FIELDS = tuple(name for name in UserOut.model_fields if name != "ministry")
+
+
 def user_out(user: User) -> UserOut:
     return UserOut.model_validate(
-        {
-            **{f: getattr(user, f) for f in UserOut.model_fields if f != "ministry"},
-            "ministry": user.ministry.code,
-        }
+        {**{f: getattr(user, f) for f in _USER_FIELDS}, "ministry": user.ministry.code}
     )
 
 

@@ -12,11 +12,13 @@ from sqlalchemy import Select, bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app import clock
+from app import caches, clock
 from app.auth import permissions
+from app.auth.cache import CachedToken, principals
 from app.auth.models import ApiToken, User
 from app.auth.schemas import TokenCreate, UserCreate, UserUpdate
 from app.auth.security import hash_password, hash_token, new_token, verify_password
+from app.db import Database
 from app.errors import Conflict, InvalidInput, NotFound
 from app.kit.pagination import Key, Order, paginate
 from app.ministries.models import Ministry
@@ -265,7 +267,8 @@ async def revoke_token(session: AsyncSession, principal: Principal, token_id: uu
         await session.flush()
 
 
-# Built once: every authenticated request runs it (the hash travels as a parameter).
+# Built once: every authenticated request that misses the cache runs it (the hash travels
+# as a parameter).
 _token_query = (
     select(ApiToken, User)
     .join(User, User.id == ApiToken.user_id)
@@ -273,24 +276,45 @@ _token_query = (
 )
 
 
-async def principal_for_token(session: AsyncSession, plaintext: str) -> tuple[Principal, bool]:
-    """Resolve a bearer token. Returns the principal and whether last_used_at is stale.
+async def _live_token(db: Database, token_hash: str) -> CachedToken:
+    """The token with this hash and its user, read in one statement of its own, outside any
+    transaction. Unknown and revoked tokens and deactivated users raise LookupError."""
+    async with db.single_read() as session:
+        row = (await session.execute(_token_query, {"token_hash": token_hash})).first()
+        if row is None or row[0].revoked_at is not None or not row[1].active:
+            raise LookupError
+        return CachedToken.of(*row)
 
-    Raises nothing: callers turn ``None`` user into 401. Unknown, revoked, expired tokens
-    and deactivated users all fail the same way.
+
+async def principal_for_token(db: Database, plaintext: str, *, max_age: float) -> Principal:
+    """The caller a bearer token stands for, from this process's cache when it was read
+    there less than ``max_age`` seconds ago (0: always read), else from the database.
+    Records its use (``last_used_at``, to LAST_USED_RESOLUTION).
+
+    Unknown, revoked and expired tokens and deactivated users all raise LookupError.
     """
-    row = (await session.execute(_token_query, {"token_hash": hash_token(plaintext)})).first()
-    if row is None:
-        raise LookupError
-    token, user = row
+    token_hash = hash_token(plaintext)
+    cache = principals if max_age > 0 and caches.serving(db.dialect) else None
+    token = cache.get(token_hash, max_age) if cache is not None else None
+    if token is None:
+        ticket = principals.ticket()
+        token = await _live_token(db, token_hash)
+        if cache is not None:
+            cache.put(token_hash, token, ticket)
     now = clock.now()
-    if token.revoked_at is not None or not user.active:
-        raise LookupError
     if token.expires_at is not None and token.expires_at <= now:
         raise LookupError
-    stale = token.last_used_at is None or now - token.last_used_at >= LAST_USED_RESOLUTION
-    return Principal(user=user, token_id=token.id, token_expires_at=token.expires_at), stale
+    if token.last_used_at is None or now - token.last_used_at >= LAST_USED_RESOLUTION:
+        principals.touched(token_hash, now)
+        async with db.unit_of_work() as writer:
+            await touch_token(writer, token.token_id, now)
+    return Principal(user=token.user(), token_id=token.token_id, token_expires_at=token.expires_at)
 
 
 async def touch_token(session: AsyncSession, token_id: uuid.UUID, at: datetime) -> None:
-    await session.execute(update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=at))
+    # On the connection, not through the session: a last use changes nothing a cached
+    # principal holds, so it must not drop the cache (see app.auth.models).
+    connection = await session.connection()
+    await connection.execute(
+        update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=at)
+    )
