@@ -58,7 +58,6 @@ from app.kit import bulk
 from app.metrics import SWEEP_FAILURES
 from app.ministries.models import CO_LEAD_CODES, Ministry
 from app.notifications.service import NewNotice, notify_many
-from app.schemas import json_safe
 from app.timeline.service import SYSTEM
 
 logger = logging.getLogger("rrg.escalation")
@@ -619,7 +618,7 @@ async def _write(
         data = {**p.data, "recipients": recipients}
         events.append(Event(p.incident_id, SYSTEM, p.event_type, data, now, p.incident_key))
         # The same for every recipient (built once); who else was told stays on the timeline.
-        payload = json_safe(p.data | {"incident_key": p.incident_key, "item_type": p.item_type})
+        payload = p.data | {"incident_key": p.incident_key, "item_type": p.item_type}
         notices.append(NewNotice(recipients, p.incident_id, p.event_type, _title(p), payload, now))
         records.append(
             EscalationRecord(
