@@ -191,6 +191,11 @@ def _incident_live() -> ColumnElement[bool]:
     return Incident.status.not_in([literal(s, literal_execute=True) for s in terminal])
 
 
+def _pairs(result: Any) -> list[tuple[uuid.UUID, str]]:
+    """A claim's (item id, severity) rows."""
+    return [(item_id, str(severity)) for item_id, severity in result]
+
+
 async def _advance(
     session: AsyncSession,
     counter: Column[int],
@@ -263,23 +268,10 @@ def _action_due(p: Policy, now: datetime) -> ColumnElement[bool]:
     )
 
 
-async def _claim_actions(session: AsyncSession, claim: Claim) -> Sequence[Any]:
-    return (
+async def _claim_actions(session: AsyncSession, claim: Claim) -> list[tuple[uuid.UUID, str]]:
+    return _pairs(
         await session.execute(
-            select(
-                Action.id,
-                Action.escalation_level,
-                Action.ladder_round,
-                Action.due_at,
-                Action.title,
-                Action.owning_ministry,
-                Action.assignee_id,
-                Incident.id.label("incident_id"),
-                Incident.key,
-                _severity().label("severity"),
-                Incident.doe_owner_id,
-                Incident.meti_owner_id,
-            )
+            select(Action.id, _severity())
             .join(Incident, Incident.id == Action.incident_id)
             # The same predicate as the partial index ix_actions_escalatable_due_at, with its
             # constants inline: as bind parameters, the generic plan PostgreSQL switches a
@@ -297,13 +289,34 @@ async def _claim_actions(session: AsyncSession, claim: Claim) -> Sequence[Any]:
             .limit(claim.limit)
             .with_for_update(of=Action, skip_locked=True)
         )
-    ).all()
+    )
 
 
 async def _escalate_actions(
-    session: AsyncSession, directory: Directory, claim: Claim, claimed: Sequence[Any]
+    session: AsyncSession, directory: Directory, claim: Claim, ids: Sequence[uuid.UUID]
 ) -> tuple[list[Pending], set[uuid.UUID]]:
-    rows = [row for row in claimed if row.severity in claim.policies]
+    rows = (
+        await session.execute(
+            select(
+                Action.id,
+                Action.escalation_level,
+                Action.ladder_round,
+                Action.due_at,
+                Action.title,
+                Action.owning_ministry,
+                Action.assignee_id,
+                Incident.id.label("incident_id"),
+                Incident.key,
+                _severity().label("severity"),
+                Incident.doe_owner_id,
+                Incident.meti_owner_id,
+            )
+            .join(Incident, Incident.id == Action.incident_id)
+            .where(bulk.among(session, Action.id, ids))
+            .order_by(Action.due_at, Action.id)
+        )
+    ).all()
+    rows = [row for row in rows if row.severity in claim.policies]
     warranted = {
         row.id: action_level(claim.policies[row.severity], row.due_at, claim.now) for row in rows
     }
@@ -362,8 +375,27 @@ def _triage_due(p: Policy, now: datetime) -> ColumnElement[bool]:
     )
 
 
-async def _claim_triage(session: AsyncSession, claim: Claim) -> Sequence[Any]:
-    return (
+async def _claim_triage(session: AsyncSession, claim: Claim) -> list[tuple[uuid.UUID, str]]:
+    return _pairs(
+        await session.execute(
+            select(Incident.id, _severity())
+            .where(
+                Incident.status == "reported",
+                Incident.triage_level < TOP_TRIAGE_LEVEL,
+                claim.due,
+                *claim.narrow(Incident.id),
+            )
+            .order_by(Incident.reported_at, Incident.id)
+            .limit(claim.limit)
+            .with_for_update(skip_locked=True, key_share=True)
+        )
+    )
+
+
+async def _escalate_triage(
+    session: AsyncSession, directory: Directory, claim: Claim, ids: Sequence[uuid.UUID]
+) -> tuple[list[Pending], set[uuid.UUID]]:
+    rows = (
         await session.execute(
             select(
                 Incident.id,
@@ -375,23 +407,11 @@ async def _claim_triage(session: AsyncSession, claim: Claim) -> Sequence[Any]:
                 Incident.triage_level,
                 _severity().label("severity"),
             )
-            .where(
-                Incident.status == "reported",
-                Incident.triage_level < TOP_TRIAGE_LEVEL,
-                claim.due,
-                *claim.narrow(Incident.id),
-            )
+            .where(bulk.among(session, Incident.id, ids))
             .order_by(Incident.reported_at, Incident.id)
-            .limit(claim.limit)
-            .with_for_update(skip_locked=True, key_share=True)
         )
     ).all()
-
-
-async def _escalate_triage(
-    session: AsyncSession, directory: Directory, claim: Claim, claimed: Sequence[Any]
-) -> tuple[list[Pending], set[uuid.UUID]]:
-    rows = [row for row in claimed if row.severity in claim.policies]
+    rows = [row for row in rows if row.severity in claim.policies]
     warranted = {
         row.id: triage_level(claim.policies[row.severity], row.reported_at, claim.now)
         for row in rows
@@ -482,8 +502,26 @@ def _stale_due(p: Policy, now: datetime) -> ColumnElement[bool]:
     )
 
 
-async def _claim_stale(session: AsyncSession, claim: Claim) -> Sequence[Any]:
-    return (
+async def _claim_stale(session: AsyncSession, claim: Claim) -> list[tuple[uuid.UUID, str]]:
+    return _pairs(
+        await session.execute(
+            select(Incident.id, _severity())
+            .where(
+                Incident.status == "responding",
+                claim.due,
+                *claim.narrow(Incident.id),
+            )
+            .order_by(Incident.last_activity_at, Incident.id)
+            .limit(claim.limit)
+            .with_for_update(skip_locked=True, key_share=True)
+        )
+    )
+
+
+async def _escalate_stale(
+    session: AsyncSession, directory: Directory, claim: Claim, ids: Sequence[uuid.UUID]
+) -> tuple[list[Pending], set[uuid.UUID]]:
+    rows = (
         await session.execute(
             select(
                 Incident.id,
@@ -495,22 +533,11 @@ async def _claim_stale(session: AsyncSession, claim: Claim) -> Sequence[Any]:
                 Incident.meti_owner_id,
                 _severity().label("severity"),
             )
-            .where(
-                Incident.status == "responding",
-                claim.due,
-                *claim.narrow(Incident.id),
-            )
+            .where(bulk.among(session, Incident.id, ids))
             .order_by(Incident.last_activity_at, Incident.id)
-            .limit(claim.limit)
-            .with_for_update(skip_locked=True, key_share=True)
         )
     ).all()
-
-
-async def _escalate_stale(
-    session: AsyncSession, directory: Directory, claim: Claim, claimed: Sequence[Any]
-) -> tuple[list[Pending], set[uuid.UUID]]:
-    rows = [row for row in claimed if row.severity in claim.policies]
+    rows = [row for row in rows if row.severity in claim.policies]
     moved = await _advance(
         session,
         table_of(Incident).c.stale_reminders,
@@ -639,15 +666,14 @@ BEFORE_COMMIT: Callable[[AsyncSession], Awaitable[None]] = _no_hook
 @dataclass(frozen=True)
 class Phase:
     """One kind of escalation: when an item is due under one severity's policy, which
-    items are due (claimed and locked, with what escalating them reads: rows with ``id``
-    and ``severity``, read in the claim itself), and what escalating the claimed ones
-    writes (returns the escalations and the items moved)."""
+    items are due (claimed and locked: ids and severities), and what escalating the
+    claimed ones writes (returns the escalations and the items moved)."""
 
     kind: str
     due: Callable[[Policy, datetime], ColumnElement[bool]]
-    claim: Callable[[AsyncSession, Claim], Awaitable[Sequence[Any]]]
+    claim: Callable[[AsyncSession, Claim], Awaitable[list[tuple[uuid.UUID, str]]]]
     escalate: Callable[
-        [AsyncSession, Directory, Claim, Sequence[Any]],
+        [AsyncSession, Directory, Claim, Sequence[uuid.UUID]],
         Awaitable[tuple[list[Pending], set[uuid.UUID]]],
     ]
 
@@ -725,9 +751,9 @@ class _Kind:
             claimed = await self.phase.claim(session, claim)
         except Exception as exc:
             raise _ClaimFailed(str(exc)) from exc
-        self.severity_of.update((row.id, row.severity) for row in claimed)
-        ids = self.batch = [row.id for row in claimed]
-        fresh = [row for row in claimed if row.id not in self.done]
+        self.severity_of.update(claimed)
+        ids = self.batch = [item_id for item_id, _ in claimed]
+        fresh = [i for i in ids if i not in self.done]
         if not fresh:
             return _Step(ids, [], set())
         pending, moved = await self.phase.escalate(session, self.directory, claim, fresh)
