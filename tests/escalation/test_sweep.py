@@ -162,12 +162,12 @@ async def test_a_sweep_batch_costs_the_same_statements_whatever_its_size(
 
 
 # The statements of a sweep that escalates actions in one batch: the directory (leads,
-# co-chairs, policies); the triage claim; the action claim (which reads what escalating
-# needs); the level update; the recipients' visibility and addresses; the ledger; the
-# timeline (heads, events, new heads); the outbox (snapshots, events, subscriptions); the
-# notifications; the action claim again (nothing left); the stale claim. PostgreSQL adds
-# the NOTIFY before the commit.
-SWEEP_BATCH = 18
+# co-chairs, policies); the triage claim; the action claim and the claimed rows (read apart,
+# so an item that cannot be read fails alone); the level update; the recipients'
+# visibility and addresses; the ledger; the timeline (heads, events, new heads); the outbox
+# (snapshots, events, subscriptions); the notifications; the action claim again (nothing
+# left); the stale claim. PostgreSQL adds the NOTIFY before the commit.
+SWEEP_BATCH = 19
 NOTIFY = {"sqlite": 0, "postgresql": 1}
 
 
