@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import json
 import logging
 import signal
@@ -17,6 +16,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import heap
 from app.config import Settings, get_settings
 from app.db import Database
 from app.errors import AppError
@@ -122,11 +122,7 @@ def serve(
     # /readyz reads the migration state on every probe; Alembic would announce each read.
     logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
     app = create_app(settings)
-    # What is alive at start-up (modules, the app) lives for the whole process: move it out
-    # of the collector's way and collect young objects less often (list pages allocate a lot).
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(10_000, 20, 20)
+    heap.settle()
     typer.echo(f"RRG serving on http://{host}:{port}")
     # On SIGTERM uvicorn stops accepting, lets requests in flight finish (up to the grace
     # period), then runs the lifespan's shutdown: the dispatcher finishes its sends.
@@ -456,6 +452,7 @@ def worker(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await worker.start()
+        heap.settle()
         ops = None if port is None else _ops_server(settings, db, port)
         ops_task = None if ops is None else asyncio.create_task(ops.serve())
         typer.echo(

@@ -70,8 +70,13 @@ def _encode(value: Any) -> str:
     return value.isoformat() if isinstance(value, datetime) else str(value)
 
 
+def json_text(data: dict[str, Any]) -> str:
+    """Data as JSON text, times as ISO 8601 and ids as strings."""
+    return json.dumps(data, default=_encode)
+
+
 def json_safe(data: dict[str, Any]) -> dict[str, Any]:
     """Plain JSON data, exactly as a JSON column gives it back (times as ISO 8601, ids as
     strings): what is hashed, stored and sent is the same."""
-    safe: dict[str, Any] = json.loads(json.dumps(data, default=_encode))
+    safe: dict[str, Any] = json.loads(json_text(data))
     return safe

@@ -46,7 +46,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy import event, text
 
-from app import migrate
+from app import heap, migrate
 from app.actions.vocabulary import KINDS
 from app.auth.security import hash_token, new_token
 from app.db import Database
@@ -658,8 +658,10 @@ async def _measure(url: str, world: World, runs: int) -> Runs:
     """``runs`` times: reset, one sweep (escalates the overdue), one sweep at the same now.
 
     One long-lived engine with a single connection, as the scheduler holds it: its prepared
-    statements (and the plans PostgreSQL caches for them) carry over from run to run.
+    statements (and the plans PostgreSQL caches for them) carry over from run to run. The
+    collector is set up as in ``rrg serve`` and ``rrg worker``, where sweeps run.
     """
+    heap.settle()
     result = Runs()
     db = Database(url, pool_size=1, max_overflow=0, audit_key=audit_key())
     try:

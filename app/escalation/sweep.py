@@ -214,7 +214,7 @@ async def _advance(
     for (seen, new), ids in sorted(groups.items()):
         result = await session.execute(
             update(table)
-            .where(table.c.id.in_(ids), counter == seen)
+            .where(bulk.among(session, table.c.id, ids), counter == seen)
             .values({counter.name: new, **also})
             .returning(table.c.id)
         )
@@ -312,7 +312,7 @@ async def _escalate_actions(
                 Incident.meti_owner_id,
             )
             .join(Incident, Incident.id == Action.incident_id)
-            .where(Action.id.in_(ids))
+            .where(bulk.among(session, Action.id, ids))
             .order_by(Action.due_at, Action.id)
         )
     ).all()
@@ -407,7 +407,7 @@ async def _escalate_triage(
                 Incident.triage_level,
                 _severity().label("severity"),
             )
-            .where(Incident.id.in_(ids))
+            .where(bulk.among(session, Incident.id, ids))
             .order_by(Incident.reported_at, Incident.id)
         )
     ).all()
@@ -533,7 +533,7 @@ async def _escalate_stale(
                 Incident.meti_owner_id,
                 _severity().label("severity"),
             )
-            .where(Incident.id.in_(ids))
+            .where(bulk.among(session, Incident.id, ids))
             .order_by(Incident.last_activity_at, Incident.id)
         )
     ).all()
@@ -583,7 +583,9 @@ async def _visible_recipients(
     emails: dict[uuid.UUID, str] = {}
     ids = {uid for uid, _ in visible}
     if ids:
-        rows = await session.execute(select(User.id, User.email).where(User.id.in_(ids)))
+        rows = await session.execute(
+            select(User.id, User.email).where(bulk.among(session, User.id, sorted(ids)))
+        )
         emails = {uid: email for uid, email in rows}
     return visible, emails
 
@@ -604,6 +606,10 @@ async def _write(
                 uid for uid in p.candidates if uid is not None and (uid, p.incident_id) in visible
             )
         )
+        # Ids and times as the stored JSON holds them, converted once for the ledger, the
+        # timeline, the outbox and the notices (each would otherwise convert them again).
+        told = [str(uid) for uid in recipients]
+        facts = json_safe(p.data)
         ledger.append(
             {
                 "id": uuid.uuid4(),
@@ -613,13 +619,13 @@ async def _write(
                 "level": p.level,
                 "incident_id": p.incident_id,
                 "at": now,
-                "recipients": [str(uid) for uid in recipients],
+                "recipients": told,
             }
         )
-        data = {**p.data, "recipients": recipients}
+        data = {**facts, "recipients": told}
         events.append(Event(p.incident_id, SYSTEM, p.event_type, data, now, p.incident_key))
         # The same for every recipient (built once); who else was told stays on the timeline.
-        payload = json_safe(p.data | {"incident_key": p.incident_key, "item_type": p.item_type})
+        payload = facts | {"incident_key": p.incident_key, "item_type": p.item_type}
         notices.append(NewNotice(recipients, p.incident_id, p.event_type, _title(p), payload, now))
         records.append(
             EscalationRecord(

@@ -17,7 +17,19 @@ from contextlib import asynccontextmanager
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import JSON, Table, TextClause, bindparam, insert, text, update
+from sqlalchemy import (
+    ARRAY,
+    JSON,
+    ColumnElement,
+    Table,
+    TextClause,
+    any_,
+    bindparam,
+    insert,
+    literal,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,6 +40,16 @@ def is_postgresql(session: AsyncSession) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
+def among(session: AsyncSession, column: Any, values: Sequence[Any]) -> ColumnElement[bool]:
+    """``column IN values``, for lists of thousands. On PostgreSQL, ``= ANY`` of one array
+    parameter: one value to bind and one statement to prepare and plan whatever the count,
+    where an IN list renders, sends and plans a parameter per value."""
+    if is_postgresql(session):
+        return column == any_(literal(list(values), ARRAY(column.type)))  # type: ignore[no-any-return]
+    return column.in_(values)  # type: ignore[no-any-return]
+
+
+@lru_cache(maxsize=1024)
 def _is_json(table: Table, name: str) -> bool:
     return isinstance(table.c[name].type.dialect_impl(_PG), JSON)
 
@@ -35,14 +57,6 @@ def _is_json(table: Table, name: str) -> bool:
 def _array_type(table: Table, name: str) -> str:
     """The PostgreSQL array type a column's values travel in."""
     return f"{table.c[name].type.compile(dialect=_PG)}[]"
-
-
-@lru_cache(maxsize=1024)
-def _value(table: Table, name: str) -> Any:
-    """How a value travels: JSON as its text (the driver's JSONB codec takes text)."""
-    if _is_json(table, name):
-        return lambda v: None if v is None else json.dumps(v)
-    return lambda v: v
 
 
 def _insert_part(table: Table, columns: tuple[str, ...], prefix: str) -> str:
@@ -67,12 +81,15 @@ def _insert_sql(table: Table, columns: tuple[str, ...]) -> TextClause:
 
 
 def columns_of(table: Table, rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
-    """The rows as one list per column (every row has the same keys)."""
+    """The rows as one list per column (every row has the same keys), JSON as its text (the
+    driver's JSONB codec takes text)."""
     names = list(rows[0])
     out: dict[str, list[Any]] = {}
     for name in names:
-        convert = _value(table, name)
-        out[name] = [convert(row[name]) for row in rows]
+        if _is_json(table, name):
+            out[name] = [None if row[name] is None else json.dumps(row[name]) for row in rows]
+        else:
+            out[name] = [row[name] for row in rows]
     return out
 
 
@@ -93,17 +110,13 @@ async def insert_rows(session: AsyncSession, table: Table, rows: Sequence[dict[s
     if not is_postgresql(session):
         await session.execute(insert(table), list(rows))
         return
+    columns = columns_of(table, rows)
     driver = await _driver_connection(session) if len(rows) >= COPY_MIN_ROWS else None
     if driver is not None:
-        names = list(rows[0])
-        convert = [_value(table, name) for name in names]
         await driver.copy_records_to_table(
-            table.name,
-            records=[tuple(f(row[n]) for f, n in zip(convert, names, strict=True)) for row in rows],
-            columns=names,
+            table.name, records=list(zip(*columns.values(), strict=True)), columns=list(columns)
         )
         return
-    columns = columns_of(table, rows)
     statement = _insert_sql(table, tuple(columns))
     await session.execute(statement, {f"p{n}": values for n, values in enumerate(columns.values())})
 

@@ -21,6 +21,7 @@ from app.incidents.visibility import visible_to
 from app.kit import bulk
 from app.kit.pagination import Key, Order, paginate
 from app.notifications.models import Notification
+from app.schemas import json_text
 
 
 def _mine(user: User) -> list[ColumnElement[bool]]:
@@ -89,7 +90,8 @@ async def unread_count(session: AsyncSession, user: User) -> int:
 
 @dataclass(frozen=True)
 class NewNotice:
-    """One notice for several users: each gets a notification with this title and data."""
+    """One notice for several users: each gets a notification with this title and data
+    (times and ids in ``data`` are stored as ISO 8601 and strings)."""
 
     recipients: Sequence[uuid.UUID]
     incident_id: uuid.UUID | None
@@ -99,17 +101,18 @@ class NewNotice:
     created_at: datetime
 
 
-# The notices travel once each, with the slice of the recipients array that is theirs; the
-# server makes one row per recipient (thousands per sweep batch, one statement).
+# The notices travel once each (their data as JSON text, encoded once), and the recipients as
+# (user, notice number) pairs; the server joins the two and makes one row per recipient
+# (thousands per sweep batch, one statement).
 _FAN_OUT = text(
     "INSERT INTO notifications (id, user_id, incident_id, type, title, data, created_at) "
     "SELECT gen_random_uuid(), r.user_id, n.incident_id, n.type, n.title, "
     "n.data, n.created_at "
-    "FROM unnest(CAST(:incident_ids AS UUID[]), CAST(:types AS TEXT[]), "
-    "CAST(:titles AS TEXT[]), CAST(:data AS JSONB[]), CAST(:created AS TIMESTAMPTZ[]), "
-    "CAST(:lo AS INTEGER[]), CAST(:hi AS INTEGER[])) "
-    "AS n(incident_id, type, title, data, created_at, lo, hi) "
-    "CROSS JOIN LATERAL unnest((CAST(:users AS UUID[]))[n.lo:n.hi]) AS r(user_id)"
+    "FROM unnest(CAST(:users AS UUID[]), CAST(:notice AS INTEGER[])) AS r(user_id, notice) "
+    "JOIN unnest(CAST(:incident_ids AS UUID[]), CAST(:types AS TEXT[]), "
+    "CAST(:titles AS TEXT[]), CAST(:data AS JSONB[]), CAST(:created AS TIMESTAMPTZ[])) "
+    "WITH ORDINALITY AS n(incident_id, type, title, data, created_at, notice) "
+    "ON n.notice = r.notice"
 )
 
 
@@ -120,6 +123,7 @@ async def notify_many(session: AsyncSession, notices: Sequence[NewNotice]) -> in
     total = sum(len(n.recipients) for n in notices)
     if not total:
         return 0
+    encoded = [json_text(n.data) for n in notices]
     if not bulk.is_postgresql(session):
         await session.execute(
             insert(table_of(Notification)),
@@ -130,32 +134,30 @@ async def notify_many(session: AsyncSession, notices: Sequence[NewNotice]) -> in
                     "incident_id": n.incident_id,
                     "type": n.type,
                     "title": n.title,
-                    "data": n.data,
+                    "data": data,
                     "created_at": n.created_at,
                 }
-                for n in notices
+                for n, text_ in zip(notices, encoded, strict=True)
+                for data in (json.loads(text_),)
                 for uid in n.recipients
             ],
         )
         return total
     users: list[uuid.UUID] = []
-    lo: list[int] = []
-    hi: list[int] = []
-    for n in notices:
-        lo.append(len(users) + 1)  # PostgreSQL arrays count from 1, slices include both ends
+    numbers: list[int] = []
+    for number, n in enumerate(notices, start=1):  # WITH ORDINALITY counts from 1
         users.extend(n.recipients)
-        hi.append(len(users))
+        numbers.extend([number] * len(n.recipients))
     await session.execute(
         _FAN_OUT,
         {
             "incident_ids": [n.incident_id for n in notices],
             "types": [n.type for n in notices],
             "titles": [n.title for n in notices],
-            "data": [json.dumps(n.data) for n in notices],
+            "data": encoded,
             "created": [n.created_at for n in notices],
-            "lo": lo,
-            "hi": hi,
             "users": users,
+            "notice": numbers,
         },
     )
     return total

@@ -66,7 +66,9 @@ async def emit_many(
             snapshots[incident_id] = snapshot
     missing = ids - snapshots.keys()
     if missing:
-        rows = await session.execute(_snapshot_query.where(table_of(Incident).c.id.in_(missing)))
+        rows = await session.execute(
+            _snapshot_query.where(bulk.among(session, table_of(Incident).c.id, sorted(missing)))
+        )
         snapshots.update({row.id: row for row in rows})
     values: list[dict[str, Any]] = []
     for e in events:

@@ -208,7 +208,7 @@ async def record_many(session: AsyncSession, new_events: Sequence[NewEvent]) -> 
             (row.id, (row.event_count, row.last_event_hash or GENESIS))
             for row in (
                 await session.execute(
-                    _heads_query.where(_incidents.c.id.in_(existing)),
+                    _heads_query.where(bulk.among(session, _incidents.c.id, existing)),
                 )
             ).all()
         )

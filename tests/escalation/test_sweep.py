@@ -161,6 +161,38 @@ async def test_a_sweep_batch_costs_the_same_statements_whatever_its_size(
     assert len(found.notifications) == 5 * 3  # assignee and both owners, each time
 
 
+# The statements of a sweep that escalates actions in one batch: the directory (leads,
+# co-chairs, policies); the triage claim; the action claim and the claimed rows (read apart,
+# so an item that cannot be read fails alone); the level update; the recipients'
+# visibility and addresses; the ledger; the timeline (heads, events, new heads); the outbox
+# (snapshots, events); the notifications; the action claim again (nothing left); the stale
+# claim. The subscriptions come from the process cache (a server's sweep, ``listening``); on
+# PostgreSQL a small batch's timeline and outbox events travel in one statement, and the
+# NOTIFY comes before the commit.
+SWEEP_BATCH = {"sqlite": 18, "postgresql": 17}
+NOTIFY = {"sqlite": 0, "postgresql": 1}
+
+
+async def test_a_sweep_batch_sends_a_fixed_budget_of_statements(
+    client: httpx.AsyncClient,
+    db: Database,
+    frozen: Clock,
+    team: Team,
+    count_queries: Any,
+    backend: str,
+    listening: None,
+):
+    """A statement added to the sweep (a reload, a per-item query) fails here; lower the
+    budget when a statement goes away."""
+    due = T0 + DAY
+    for _ in range(3):
+        await approved_action(client, team, await open_incident(client, team), due_at=due)
+    counter = count_queries()
+    report = await sweep(db, due)
+    assert len(report.escalations) == 3
+    assert len(counter.queries) == SWEEP_BATCH[backend] + NOTIFY[backend], counter.queries
+
+
 async def test_joint_action_level_2_goes_to_the_leads_of_both_ministries(
     client: httpx.AsyncClient, db: Database, frozen: Clock, team: Team
 ):
