@@ -30,9 +30,8 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 from sqlalchemy import event
 
-from app import migrate
+from app import caches, migrate
 from app.auth import service as auth_service
-from app.auth.cache import principals
 from app.auth.schemas import TokenCreate, UserCreate
 from app.auth.service import Principal
 from app.config import Settings
@@ -202,9 +201,9 @@ async def measure(url: str, backend: str, *, profile: bool = False) -> dict[str,
 
 
 async def _listening(db: Database) -> None:
-    """Wait (up to 5 s) until cached tokens may be served (PostgreSQL: the listener is up)."""
+    """Wait (up to 5 s) until process caches may serve (PostgreSQL: the listener is up)."""
     for _ in range(250):
-        if principals.serves(db.dialect):
+        if caches.serving(db.dialect):
             return
         await asyncio.sleep(0.02)
 
