@@ -551,14 +551,17 @@ class Dispatcher:
         table = table_of(Subscription)
         healthy = [s for s, o in last.items() if o.ok]
         failing = [s for s, o in last.items() if not o.ok and s not in gone]
+        # On the connection, not through the session: when a subscription started failing is
+        # not what the process caches keep (app.caches), so it must not drop them.
+        connection = await session.connection()
         if healthy:
-            await session.execute(
+            await connection.execute(
                 update(table)
                 .where(table.c.id.in_(healthy), table.c.failing_since.is_not(None))
                 .values(failing_since=None)
             )
         if failing:
-            await session.execute(
+            await connection.execute(
                 update(table)
                 .where(table.c.id.in_(failing), table.c.failing_since.is_(None))
                 .values(failing_since=now)
