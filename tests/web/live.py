@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
 import socket
 import subprocess
 import sys
@@ -12,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import REPO_ROOT, rrg_env
+from tests.conftest import REPO_ROOT, Actor, rrg_env
 
 
 def free_port() -> int:
@@ -51,3 +53,21 @@ def live_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> 
             server.wait(timeout=10)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+async def sse_clients(base: str, admin: Actor) -> float:
+    """The server's ``rrg_sse_clients`` gauge: its connected event streams."""
+    async with httpx.AsyncClient(base_url=base, headers=admin.headers) as api:
+        response = await api.get("/metrics")
+        assert response.status_code == 200
+    found = re.search(r"^rrg_sse_clients (\S+)$", response.text, re.M)
+    assert found, "rrg_sse_clients is not exported"
+    return float(found.group(1))
+
+
+async def sse_clients_reach(base: str, admin: Actor, value: float) -> None:
+    for _ in range(100):
+        if await sse_clients(base, admin) == value:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"rrg_sse_clients stayed at {await sse_clients(base, admin)}")

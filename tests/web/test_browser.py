@@ -15,6 +15,7 @@ import pytest
 from app.db import Database
 from tests.conftest import CHROMIUM, REPO_ROOT, Actor, MakeActor
 from tests.web.conftest import PASSWORD, report
+from tests.web.live import sse_clients_reach
 
 if not CHROMIUM.exists():  # RRG_REQUIRE_BROWSER=1 fails the session instead (tests/conftest.py)
     pytest.skip("Chromium is not installed", allow_module_level=True)
@@ -312,6 +313,7 @@ async def test_a_room_refreshes_in_place_and_empties_when_its_incident_goes_out_
 
     reporter = await make_actor("responder", "DOE", password=PASSWORD)
     named = await make_actor("responder", "METI", password=PASSWORD)
+    admin = await make_actor("admin", "DOE")  # reads the server's metrics
     async with httpx.AsyncClient(base_url=live_server, headers=reporter.headers) as api:
         created = await api.post(
             "/api/v1/incidents",
@@ -329,9 +331,13 @@ async def test_a_room_refreshes_in_place_and_empties_when_its_incident_goes_out_
         )
         assert added.status_code == 200
         person = Person(await (await browser.new_context()).new_page(), live_server, named)
+        await sse_clients_reach(live_server, admin, 0)  # streams of earlier tests have ended
         await person.sign_in()
         await person.room(red["key"])
         await person.page.evaluate("window.rrgNotReloaded = true")
+        # The room's event stream (the only one: the board's closed as the room opened) is
+        # connected before anything changes; a change made before it connects is not sent.
+        await sse_clients_reach(live_server, admin, 1)
         # A comment by the reporter appears without a reload.
         commented = await api.post(
             f"/api/v1/incidents/{red['id']}/comments", json={"body": "Port authority notified"}

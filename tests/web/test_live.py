@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import uuid
 from collections.abc import AsyncIterator
 
@@ -15,6 +14,7 @@ from app.db import Database
 from app.web.live import LiveBus
 from tests.conftest import Actor, MakeActor
 from tests.web.conftest import PASSWORD, csrf_of, report
+from tests.web.live import sse_clients_reach
 
 NEW_INCIDENT = {"title": "Live", "minerals": ["Ga"], "category": "export_control"}
 
@@ -179,44 +179,27 @@ async def test_changes_committed_by_another_process_arrive_through_listen(
         await client.aclose()
 
 
-async def _sse_clients(base: str, admin: Actor) -> float:
-    async with httpx.AsyncClient(base_url=base, headers=admin.headers) as api:
-        response = await api.get("/metrics")
-        assert response.status_code == 200
-    found = re.search(r"^rrg_sse_clients (\S+)$", response.text, re.M)
-    assert found, "rrg_sse_clients is not exported"
-    return float(found.group(1))
-
-
-async def _gauge_reaches(base: str, admin: Actor, value: float) -> None:
-    for _ in range(100):
-        if await _sse_clients(base, admin) == value:
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"rrg_sse_clients stayed at {await _sse_clients(base, admin)}")
-
-
 async def test_the_sse_clients_gauge_counts_connected_streams(
     live_server: str, make_actor: MakeActor, db: object
 ):
     admin = await make_actor("admin", "DOE")
     lead = await make_actor("lead", "DOE", password=PASSWORD)
-    await _gauge_reaches(live_server, admin, 0)  # streams of earlier tests have ended
+    await sse_clients_reach(live_server, admin, 0)  # streams of earlier tests have ended
     clients = [await _web_client(live_server, lead) for _ in range(2)]
     watches = [Watch(client) for client in clients]
     try:
         await asyncio.wait_for(asyncio.gather(*(w.opened.wait() for w in watches)), 10)
-        await _gauge_reaches(live_server, admin, 2)
+        await sse_clients_reach(live_server, admin, 2)
         watches[0].task.cancel()
         await clients[0].aclose()
-        await _gauge_reaches(live_server, admin, 1)
+        await sse_clients_reach(live_server, admin, 1)
     finally:
         for watch in watches:
             watch.task.cancel()
         await asyncio.gather(*(w.task for w in watches), return_exceptions=True)
         for client in clients:
             await client.aclose()
-    await _gauge_reaches(live_server, admin, 0)
+    await sse_clients_reach(live_server, admin, 0)
 
 
 async def test_a_room_losing_sight_of_its_incident_is_told_it_is_gone(
