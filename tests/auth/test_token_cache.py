@@ -25,6 +25,7 @@ from app.auth.models import User
 from app.config import Settings
 from app.db import Database
 from app.main import create_app
+from tests.auth.helpers import hour_long_token
 from tests.conftest import REPO_ROOT, MakeActor, QueryCounter, assert_problem, rrg_env
 
 ME = "/api/v1/me"
@@ -135,13 +136,7 @@ async def test_an_expired_token_is_refused_even_when_cached(
     api: httpx.AsyncClient, make_actor: MakeActor, count_queries: Any
 ):
     actor = await make_actor("viewer")
-    expires = datetime.now(UTC) + timedelta(hours=1)
-    created = await api.post(
-        "/api/v1/tokens",
-        json={"name": "short", "expires_at": expires.isoformat()},
-        headers=actor.headers,
-    )
-    token = {"Authorization": f"Bearer {created.json()['token']}"}
+    token, expires = await hour_long_token(api, actor)
     await _cached_me(api, token, count_queries())
     clock.set_source(lambda: expires + timedelta(seconds=1))
     assert_problem(await api.get(ME, headers=token), 401)

@@ -10,6 +10,7 @@ import pytest
 from app import clock
 from app.auth.models import ApiToken
 from app.db import Database
+from tests.auth.helpers import hour_long_token
 from tests.conftest import MakeActor, assert_problem
 
 
@@ -76,13 +77,7 @@ async def test_revoked_token_is_refused_at_once(client: httpx.AsyncClient, make_
 
 async def test_expired_token_is_refused(client: httpx.AsyncClient, make_actor: MakeActor):
     actor = await make_actor("viewer")
-    expires = datetime.now(UTC) + timedelta(hours=1)
-    created = await client.post(
-        "/api/v1/tokens",
-        json={"name": "short", "expires_at": expires.isoformat()},
-        headers=actor.headers,
-    )
-    token = {"Authorization": f"Bearer {created.json()['token']}"}
+    token, expires = await hour_long_token(client, actor)
     assert (await client.get("/api/v1/me", headers=token)).status_code == 200
     clock.set_source(lambda: expires + timedelta(seconds=1))
     assert_problem(await client.get("/api/v1/me", headers=token), 401)
