@@ -74,13 +74,18 @@ def monotonic(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], None]:
 
 
 async def _cached_me(api: httpx.AsyncClient, headers: dict[str, str], counter: QueryCounter) -> Any:
-    """GET /me twice; the second is answered from the cache (no statement at all)."""
-    assert (await api.get(ME, headers=headers)).status_code == 200
-    before = counter.count
-    response = await api.get(ME, headers=headers)
-    assert response.status_code == 200, response.text
-    assert counter.count == before, "the second request was not served from the cache"
-    return response.json()
+    """GET /me until one is answered from the cache (no statement at all). On PostgreSQL the
+    echo of an earlier commit's notification (the actor's creation) may drop what the first
+    request cached, so a few rounds are allowed; one must be served from the cache."""
+    for _ in range(5):
+        assert (await api.get(ME, headers=headers)).status_code == 200
+        before = counter.count
+        response = await api.get(ME, headers=headers)
+        assert response.status_code == 200, response.text
+        if counter.count == before:
+            return response.json()
+        await asyncio.sleep(0.05)
+    raise AssertionError("the second request was not served from the cache")
 
 
 async def test_a_cached_token_is_served_without_a_statement_and_revoked_at_once(
