@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 import pytest
@@ -52,7 +52,24 @@ async def _subscription(session: AsyncSession, *, active: bool = True) -> Subscr
     return row
 
 
-async def test_kept_until_a_committed_change_then_read_again(db: Database, listening: None) -> None:
+def _echo_heard(cache: ProcessCache[int], drops: int, backend: str) -> Awaitable[None]:
+    """Something to await until ``cache`` has been dropped ``drops`` times from now, counting on
+    PostgreSQL the echo of this process's own commit: heard through the listener a moment
+    later, it would otherwise drop a value read after the commit."""
+    target = cache._generation + (drops if backend == "postgresql" else drops - 1)
+
+    async def heard() -> None:
+        deadline = time.monotonic() + 5
+        while cache._generation < target:
+            assert time.monotonic() < deadline, "the commit's notification was not heard"
+            await asyncio.sleep(0.01)
+
+    return heard()
+
+
+async def test_kept_until_a_committed_change_then_read_again(
+    db: Database, listening: None, backend: str
+) -> None:
     reads = Reads()
     async with db.single_read() as session:
         assert await reads.cache.get(session) == 0
@@ -63,6 +80,8 @@ async def test_kept_until_a_committed_change_then_read_again(db: Database, liste
         # This transaction wrote the table: it reads past the cache, and sees its own row.
         assert await reads.cache.get(session) == 1
         assert reads.count == 2
+        echo = _echo_heard(reads.cache, 2, backend)  # the drop at commit, and its echo
+    await echo
     async with db.single_read() as session:
         assert await reads.cache.get(session) == 1  # dropped at the commit, read again
         assert await reads.cache.get(session) == 1

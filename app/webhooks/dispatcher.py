@@ -221,6 +221,9 @@ class Dispatcher:
             return [], True
         now = clock.now()
         saturated = [s for s, n in self._per_sub.items() if n >= self.per_subscription]
+        # More rows than slots, so that one subscription's backlog at the head of the queue
+        # (beyond its own slots) does not leave the others' slots empty.
+        fetch = limit * self.per_subscription
         query = (
             select(
                 Delivery.id,
@@ -252,7 +255,7 @@ class Dispatcher:
             .join(Ministry, Ministry.id == Subscription.ministry_id)
             .where(IS_PENDING, Delivery.next_attempt_at <= now)
             .order_by(Delivery.next_attempt_at)
-            .limit(limit)
+            .limit(fetch)
             .with_for_update(of=Delivery, skip_locked=True)
         )
         if saturated:
@@ -261,13 +264,14 @@ class Dispatcher:
         async with self.db.unit_of_work() as session:
             rows = (await session.execute(query)).all()
             budget = Counter({s: self.per_subscription - n for s, n in self._per_sub.items()})
-            chosen, inactive = [], []
+            chosen: list[Any] = []
+            inactive: list[uuid.UUID] = []
             for row in rows:
                 if not row.active:
                     inactive.append(row.id)
                     continue
                 budget.setdefault(row.subscription_id, self.per_subscription)
-                if budget[row.subscription_id] > 0:
+                if budget[row.subscription_id] > 0 and len(chosen) < limit:
                     budget[row.subscription_id] -= 1
                     chosen.append(row)
             if chosen:
@@ -287,7 +291,7 @@ class Dispatcher:
                         last_error="the subscription is not active",
                     )
                 )
-        backlog = len(rows) == limit or len(chosen) + len(inactive) < len(rows)
+        backlog = len(rows) == fetch or len(chosen) + len(inactive) < len(rows)
         return self._prepare(chosen, token, now), backlog
 
     def _prepare(self, rows: Sequence[Any], token: uuid.UUID, now: datetime) -> list[Claimed]:

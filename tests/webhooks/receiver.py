@@ -84,6 +84,9 @@ class Receiver:
         self.active: Counter[str] = Counter()
         self.peak: Counter[str] = Counter()
         self.peak_total = 0
+        # Bumped by ``reset``: a request still held from an earlier test (its sender gave up)
+        # must not count down this test's counters when it ends.
+        self._generation = 0
         self._lock = threading.Lock()
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -130,6 +133,7 @@ class Receiver:
             self.active.clear()
             self.peak.clear()
             self.peak_total = 0
+            self._generation += 1
 
     def trust(self, path: str, secret: str, name: str = "current") -> None:
         """Verify requests to ``path`` against ``secret`` (recorded under ``name``)."""
@@ -186,6 +190,7 @@ class Receiver:
             if verifies(secret, headers, body)
         ]
         with self._lock:
+            generation = self._generation
             self.requests.append(Received(path, headers, body, time.monotonic(), verified))
             self.active[path] += 1
             self.peak[path] = max(self.peak[path], self.active[path])
@@ -196,7 +201,8 @@ class Receiver:
                 await self._hold(reply)
         finally:
             with self._lock:
-                self.active[path] -= 1
+                if generation == self._generation:
+                    self.active[path] -= 1
         await send(
             {
                 "type": "http.response.start",

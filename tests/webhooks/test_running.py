@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
+from collections import Counter
 from datetime import timedelta
 
 import httpx
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
+from app import clock
 from app.config import Settings
 from app.db import Database
 from app.outbox.models import OutboxEvent
 from app.outbox.service import emit_many
 from app.webhooks.dispatcher import Dispatcher
-from app.webhooks.models import Attempt
+from app.webhooks.models import Attempt, Delivery
 from app.worker import purge_webhook_history
 from tests.conftest import MakeActor
 from tests.escalation.helpers import Clock
@@ -150,3 +153,34 @@ async def test_retention_deletes_old_finished_deliveries_with_their_attempts_and
         events = (await session.scalars(select(OutboxEvent.id))).all()
         assert events == [kept.outbox_event_id]
         assert await session.scalar(select(func.count()).select_from(Attempt)) == 1
+
+
+async def test_one_subscriptions_backlog_leaves_no_other_slot_empty(
+    client: httpx.AsyncClient,
+    db: Database,
+    make_actor: MakeActor,
+    receiver: Receiver,
+    settings: Settings,
+):
+    lead = await make_actor("lead", "DOE")
+    first = await subscribe(client, lead, receiver.url("/first"))
+    await subscribe(client, lead, receiver.url("/second"))
+    found = await incident(client, lead)
+    await emit(db, *(escalated(found["id"], n) for n in range(3)))  # 3 deliveries each
+    # The first subscription's three fall due first: the head of the queue is all its own.
+    async with db.unit_of_work() as session:
+        await session.execute(
+            update(Delivery)
+            .where(Delivery.subscription_id == uuid.UUID(first["id"]))
+            .values(next_attempt_at=clock.now() - timedelta(minutes=1))
+        )
+    dispatcher = Dispatcher.from_settings(
+        settings.model_copy(update={"webhook_concurrency_per_subscription": 2}), db
+    )
+    try:
+        claimed = await dispatcher.claim(3)
+    finally:
+        await dispatcher.aclose()
+    by_subscription = Counter(str(c.subscription_id) for c in claimed)
+    assert sorted(by_subscription.values()) == [1, 2]
+    assert by_subscription[first["id"]] == 2
