@@ -173,8 +173,8 @@ async def database_url(backend: str, tmp_path_factory: pytest.TempPathFactory) -
 async def shared_db(settings: Settings) -> AsyncIterator[Database]:
     db = Database(
         settings.database_url,
-        pool_size=20,
-        max_overflow=40,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
         audit_key=settings.audit_key_bytes(),
     )
     yield db
@@ -227,6 +227,10 @@ def settings(database_url: str) -> Settings:
         scheduler="off",
         audit_key=SecretStr(TEST_AUDIT_KEY),
         principal_cache_seconds=0,
+        # TEST_WORKERS processes share the server's 100 connections: 20 each at most, and
+        # the tests that race many requests queue for a connection instead of being refused.
+        db_pool_size=5,
+        db_max_overflow=15,
     )
 
 

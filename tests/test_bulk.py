@@ -94,3 +94,16 @@ async def test_an_exception_in_the_block_discards_the_held_rows(db: Database) ->
         assert bulk._HELD not in session.info
     async with db.unit_of_work() as session:
         assert await session.get(Ministry, ministry.id) is None
+
+
+@pytest.mark.parametrize("codes", [[], ["METI"], ["DOE", "METI", "NONE"]])
+async def test_among_bound_matches_the_list_given_at_execution(
+    db: Database, codes: list[str]
+) -> None:
+    ministries = table_of(Ministry)
+    async with db.unit_of_work(readonly=True) as session:
+        statement = select(ministries.c.code).where(
+            bulk.among_bound(ministries.c.code, "codes", postgresql=bulk.is_postgresql(session))
+        )
+        found = set((await session.scalars(statement, {"codes": codes})).all())
+    assert found == {"DOE", "METI"} & set(codes)

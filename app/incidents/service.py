@@ -6,12 +6,14 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any, Literal, get_args
 
 from sqlalchemy import (
     ColumnElement,
     ScalarSelect,
     Select,
+    Update,
     bindparam,
     exists,
     func,
@@ -230,23 +232,28 @@ async def list_visible(
 
 _incidents = table_of(Incident)
 _incident_minerals = table_of(IncidentMineral)
+
+
 # The duplicate hint reads four columns over the (category, reported_at) index; the
 # incident's own values travel as bound parameters, so every create shares one statement.
-_duplicates_query = (
-    select(_incidents.c.id, _incidents.c.key, _incidents.c.title, _incidents.c.status)
-    .where(
-        _incidents.c.status.in_(states.OPEN_STATUSES),
-        _incidents.c.category == bindparam("category"),
-        _incidents.c.reported_at >= bindparam("since"),
-        _incidents.c.id != bindparam("incident_id"),
-        exists().where(
-            _incident_minerals.c.incident_id == _incidents.c.id,
-            _incident_minerals.c.mineral_code.in_(bindparam("minerals", expanding=True)),
-        ),
+def _duplicates_query(*, postgresql: bool) -> Select[Any]:
+    return (
+        select(_incidents.c.id, _incidents.c.key, _incidents.c.title, _incidents.c.status)
+        .where(
+            _incidents.c.status.in_(states.OPEN_STATUSES),
+            _incidents.c.category == bindparam("category"),
+            _incidents.c.reported_at >= bindparam("since"),
+            _incidents.c.id != bindparam("incident_id"),
+            exists().where(
+                _incident_minerals.c.incident_id == _incidents.c.id,
+                bulk.among_bound(
+                    _incident_minerals.c.mineral_code, "minerals", postgresql=postgresql
+                ),
+            ),
+        )
+        .order_by(_incidents.c.reported_at.desc())
+        .limit(10)
     )
-    .order_by(_incidents.c.reported_at.desc())
-    .limit(10)
-)
 
 
 @dataclass(frozen=True)
@@ -257,11 +264,13 @@ class DuplicateHint:
     status: str
 
 
-def _hints_of(user: User) -> ScalarSelect[Any]:
-    """The duplicate hint the user sees, as one JSON value: [rank, id, key, title, status]
-    per incident (rank 1 the newest), for a statement that has other work to do."""
+def _hints_of(visible: ColumnElement[bool], *, postgresql: bool) -> ScalarSelect[Any]:
+    """The duplicate hint a user sees (``visible``: their visibility rule), as one JSON
+    value: [id, key, title, status, rank] per incident (rank 1 the newest), for a statement
+    that has other work to do."""
     hinted = (
-        _duplicates_query.where(visible_to(user))
+        _duplicates_query(postgresql=postgresql)
+        .where(visible)
         .add_columns(func.row_number().over(order_by=_incidents.c.reported_at.desc()))
         .subquery()
     )
@@ -293,14 +302,13 @@ _counters = table_of(Counter)
 _minerals = table_of(Mineral)
 
 
-async def _next_number(
-    session: AsyncSession, user: User, minerals: Sequence[str], hint: dict[str, Any]
-) -> tuple[int, list[DuplicateHint]]:
-    """The next incident number, once every mineral code is known (else 422), and in the
-    same round trip the duplicate hint (``hint``: its parameters). The counter's row lock
-    serialises concurrent creators; a rolled-back create (unknown minerals included) gives
-    its number back."""
-    statement = (
+@lru_cache(maxsize=4096)
+def _numbering(visible: ColumnElement[bool], *, postgresql: bool) -> Update:
+    """The key counter's increment, returning the new number, how many of the wanted mineral
+    codes exist, and the duplicate hint of a user whose visibility rule is ``visible``: built
+    once per rule (``visible_to`` keeps one per user), so a create spends nothing on
+    building or keying it."""
+    return (
         update(_counters)
         .where(_counters.c.name == KEY_COUNTER)
         .values(value=_counters.c.value + 1)
@@ -308,11 +316,21 @@ async def _next_number(
             _counters.c.value,
             select(func.count())
             .select_from(_minerals)
-            .where(_minerals.c.code.in_(bindparam("codes", expanding=True)))
+            .where(bulk.among_bound(_minerals.c.code, "codes", postgresql=postgresql))
             .scalar_subquery(),
-            _hints_of(user),
+            _hints_of(visible, postgresql=postgresql),
         )
     )
+
+
+async def _next_number(
+    session: AsyncSession, user: User, minerals: Sequence[str], hint: dict[str, Any]
+) -> tuple[int, list[DuplicateHint]]:
+    """The next incident number, once every mineral code is known (else 422), and in the
+    same round trip the duplicate hint (``hint``: its parameters). The counter's row lock
+    serialises concurrent creators; a rolled-back create (unknown minerals included) gives
+    its number back."""
+    statement = _numbering(visible_to(user), postgresql=bulk.is_postgresql(session))
     row = (await session.execute(statement, {"codes": list(minerals), **hint})).one_or_none()
     assert row is not None, "the incident key counter is seeded by migration"
     number, known, hints = row

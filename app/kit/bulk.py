@@ -21,12 +21,16 @@ from sqlalchemy import (
     ARRAY,
     JSON,
     ColumnElement,
+    Select,
     Table,
     TextClause,
     any_,
     bindparam,
+    func,
     insert,
     literal,
+    literal_column,
+    select,
     text,
     update,
 )
@@ -47,6 +51,19 @@ def among(session: AsyncSession, column: Any, values: Sequence[Any]) -> ColumnEl
     if is_postgresql(session):
         return column == any_(literal(list(values), ARRAY(column.type)))  # type: ignore[no-any-return]
     return column.in_(values)  # type: ignore[no-any-return]
+
+
+def among_bound(column: Any, name: str, *, postgresql: bool) -> ColumnElement[bool]:
+    """``column IN`` the list bound as ``name`` when the statement runs, in a statement
+    built once: one parameter whatever the list's length (on PostgreSQL ``= ANY`` of an
+    array, elsewhere the members of a JSON array), where an expanding IN parameter is
+    rewritten into a parameter per value at every execution."""
+    if postgresql:
+        return column == any_(bindparam(name, type_=ARRAY(column.type)))  # type: ignore[no-any-return]
+    members: Select[Any] = select(literal_column("value")).select_from(
+        func.json_each(bindparam(name, type_=JSON))
+    )
+    return column.in_(members)  # type: ignore[no-any-return]
 
 
 @lru_cache(maxsize=1024)
