@@ -83,21 +83,23 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.state.webhook_egress = Egress(EgressPolicy.from_settings(settings), system_resolve)
     install_error_handlers(app)
     install_observability(app, settings)
+    # Routes match in this order, so the most requested come first (the caller, incidents,
+    # actions); the probes and metrics, asked rarely, come last.
     for router in (
-        health.router,
-        metrics.router,
         auth_router,
-        ministries_router,
-        minerals_router,
         incidents_router,
         actions_router,
-        escalation_router,
         notifications_router,
+        ministries_router,
+        minerals_router,
+        escalation_router,
         webhooks_router,
         register_router,
         priority_router,
         vulnerabilities_router,
         sitrep_router,
+        health.router,
+        metrics.router,
     ):
         app.include_router(router)
     install_web(app, settings)
