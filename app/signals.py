@@ -17,6 +17,7 @@ import logging
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import ARRAY, Text, bindparam, event, text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -46,6 +47,17 @@ class _Pending:
     webhook_events: int = 0
     deliveries: int = 0
     tables: set[str] = field(default_factory=set)
+    # Payloads already sent with an earlier statement of the transaction (``notify_with``).
+    sent: set[str] = field(default_factory=set)
+
+    def payloads(self) -> list[str]:
+        """The NOTIFY payloads for what was announced, not sent yet."""
+        payloads = [str(i) for i in sorted(self.incident_ids)]
+        if self.tables:
+            payloads.append(TABLES_PAYLOAD + ",".join(sorted(self.tables)))
+        if self.deliveries and not payloads:
+            payloads.append(DELIVERIES_PAYLOAD)
+        return [p for p in payloads if p not in self.sent]
 
 
 def announce(
@@ -95,9 +107,25 @@ def on_commit(callback: CommitCallback) -> Callable[[], None]:
 
 
 # One statement for the whole transaction, whatever was announced.
-_NOTIFY = text("SELECT pg_notify(:channel, payload) FROM unnest(:payloads) AS payload").bindparams(
+NOTIFY_SQL = "SELECT pg_notify(:channel, payload) FROM unnest(CAST(:payloads AS text[])) AS payload"
+_NOTIFY = text(NOTIFY_SQL).bindparams(
     bindparam("channel", CHANNEL), bindparam("payloads", type_=ARRAY(Text))
 )
+
+
+def notify_with(session: AsyncSession | Session) -> dict[str, Any] | None:
+    """The parameters of ``NOTIFY_SQL`` for what the transaction has announced so far, for
+    a statement that is about to be sent anyway to carry (PostgreSQL; a write that is
+    likely the transaction's last): the commit then sends only what is announced after it,
+    and often no statement at all. What a transaction notifies is still delivered at its
+    commit and dropped by its rollback; a payload sent twice is delivered once."""
+    if session.in_nested_transaction():
+        return None  # a savepoint rolled back would drop them, yet they would count as sent
+    pending: _Pending | None = session.info.get(_PENDING)
+    if pending is None or not (payloads := pending.payloads()):
+        return None
+    pending.sent.update(payloads)
+    return {"channel": CHANNEL, "payloads": payloads}
 
 
 @event.listens_for(Session, "before_commit")
@@ -112,12 +140,7 @@ def _notify_other_processes(session: Session) -> None:
     pending: _Pending | None = session.info.get(_PENDING)
     if pending is None:
         return
-    payloads = [str(i) for i in sorted(pending.incident_ids)]
-    if pending.tables:
-        payloads.append(TABLES_PAYLOAD + ",".join(sorted(pending.tables)))
-    if pending.deliveries and not payloads:
-        payloads.append(DELIVERIES_PAYLOAD)
-    if payloads:
+    if payloads := pending.payloads():
         session.execute(_NOTIFY, {"payloads": payloads})
 
 

@@ -439,3 +439,33 @@ async def test_a_failing_listener_does_not_undo_the_change(
     finally:
         unregister()
     await recorder.committed("report")  # written, and the other listener still ran
+
+
+@pytest.mark.postgresql_only
+async def test_a_notify_carried_by_a_write_is_completed_at_commit(
+    client: httpx.AsyncClient,
+    make_actor: MakeActor,
+    db: Database,
+    listener: Listener | None,
+):
+    """The writes' statement carries the NOTIFY of what was announced so far; the commit
+    sends what was announced after it. Inside a savepoint nothing is carried: a savepoint
+    rolled back would drop what it carried."""
+    assert listener is not None
+    reporter = await make_actor("responder", "DOE")
+    first, second = [await create(client, reporter) for _ in range(2)]
+    for _ in range(2):
+        await listener.next()
+
+    async def comment(session: Any, incident: Json) -> None:
+        found = await incidents.get_visible(session, reporter.user, incident["id"])
+        await incidents.add_comment(session, principal_of(reporter), found, "note")
+
+    async with db.unit_of_work() as session:
+        await comment(session, first)  # carried by its writes' statement
+        async with session.begin_nested():
+            await comment(session, second)  # announced, sent at the commit
+        assert await listener.empty()  # nothing is delivered before the commit
+    heard = {await listener.next(), await listener.next()}
+    assert heard == {first["id"], second["id"]}
+    assert await listener.empty()

@@ -37,6 +37,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import signals
+
 _PG = postgresql.dialect()  # type: ignore[no-untyped-call]
 
 
@@ -216,13 +218,17 @@ async def one_statement(session: AsyncSession) -> AsyncIterator[None]:
     for n, (table, rows) in enumerate(held):
         for m, values in enumerate(columns_of(table, rows).values()):
             params[f"w{n}p{m}"] = values
-    await session.execute(_inserts_sql(shapes), params)
+    # The transaction's NOTIFY rides along: these writes are most often its last, and the
+    # commit would otherwise spend a round trip of its own on it.
+    notify = signals.notify_with(session)
+    await session.execute(_inserts_sql(shapes, notify is not None), {**params, **(notify or {})})
 
 
 @lru_cache(maxsize=64)
-def _inserts_sql(shapes: tuple[tuple[Table, tuple[str, ...]], ...]) -> TextClause:
-    *first, last = [
-        _insert_part(table, columns, f"w{n}p") for n, (table, columns) in enumerate(shapes)
-    ]
+def _inserts_sql(shapes: tuple[tuple[Table, tuple[str, ...]], ...], notify: bool) -> TextClause:
+    """One ``WITH`` of the inserts; with ``notify``, every insert is a part of it (each runs
+    whether read or not) and the statement is the NOTIFY (``signals.NOTIFY_SQL``)."""
+    parts = [_insert_part(table, columns, f"w{n}p") for n, (table, columns) in enumerate(shapes)]
+    *first, last = [*parts, signals.NOTIFY_SQL] if notify else parts
     ctes = ", ".join(f"w{n} AS ({sql})" for n, sql in enumerate(first))
     return text(f"WITH {ctes} {last}")
