@@ -4,10 +4,12 @@ A transaction announces what it did (``announce``: incidents changed, webhook ev
 deliveries queued); nothing leaves the transaction until it commits:
 - in this process, the callbacks registered with ``on_commit`` run once after the outermost
   commit of a transaction that announced anything (never after a rollback);
-- across processes (PostgreSQL), one ``NOTIFY rrg_events`` statement is sent just before the
-  commit, with a payload per changed incident (live boards re-read those), ``tables:`` and
-  the names of the cached tables written (``app.caches``: their caches are dropped), or
-  ``webhooks`` when only deliveries were queued (dispatchers wake on any payload).
+- across processes (PostgreSQL), ``NOTIFY rrg_events`` is sent just before the commit, or
+  carried earlier by the transaction's writes (``notify_with``: the commit then sends only
+  what was announced after them), with a payload per changed incident (live boards re-read
+  those), ``tables:`` and the names of the cached tables written (``app.caches``: their
+  caches are dropped), or ``webhooks`` when only deliveries were queued (dispatchers wake on
+  any payload).
   PostgreSQL delivers it at commit and discards it on rollback.
 """
 
