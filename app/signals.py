@@ -108,7 +108,7 @@ def on_commit(callback: CommitCallback) -> Callable[[], None]:
     return unregister
 
 
-# One statement for the whole transaction, whatever was announced.
+# One statement for whatever was announced (sent at the commit, or carried by a write).
 NOTIFY_SQL = "SELECT pg_notify(:channel, payload) FROM unnest(CAST(:payloads AS text[])) AS payload"
 _NOTIFY = text(NOTIFY_SQL).bindparams(
     bindparam("channel", CHANNEL), bindparam("payloads", type_=ARRAY(Text))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from app.incidents.visibility import visible_to
 from app.kit import bulk
 from app.kit.pagination import Key, Order, paginate
 from app.notifications.models import Notification
-from app.schemas import json_text
+from app.schemas import json_safe, json_text
 
 
 def _mine(user: User) -> list[ColumnElement[bool]]:
@@ -123,7 +122,6 @@ async def notify_many(session: AsyncSession, notices: Sequence[NewNotice]) -> in
     total = sum(len(n.recipients) for n in notices)
     if not total:
         return 0
-    encoded = [json_text(n.data) for n in notices]
     if not bulk.is_postgresql(session):
         await session.execute(
             insert(table_of(Notification)),
@@ -137,8 +135,8 @@ async def notify_many(session: AsyncSession, notices: Sequence[NewNotice]) -> in
                     "data": data,
                     "created_at": n.created_at,
                 }
-                for n, text_ in zip(notices, encoded, strict=True)
-                for data in (json.loads(text_),)
+                for n in notices
+                for data in (json_safe(n.data),)  # converted once per notice
                 for uid in n.recipients
             ],
         )
@@ -154,7 +152,7 @@ async def notify_many(session: AsyncSession, notices: Sequence[NewNotice]) -> in
             "incident_ids": [n.incident_id for n in notices],
             "types": [n.type for n in notices],
             "titles": [n.title for n in notices],
-            "data": encoded,
+            "data": [json_text(n.data) for n in notices],
             "created": [n.created_at for n in notices],
             "users": users,
             "notice": numbers,
