@@ -67,9 +67,10 @@ class Settings(BaseSettings):
     # (seconds; 0: read on every request). Changes committed through the service drop it at
     # once (on PostgreSQL in every process); this bounds what else may go unseen.
     principal_cache_seconds: float = Field(default=5, ge=0, le=300)
-    # Connection pool for PostgreSQL (per process).
-    db_pool_size: int = 10
-    db_max_overflow: int = 20
+    # Connection pool for PostgreSQL (per process). Connections beyond the pool's size are
+    # closed when returned; opening one costs more than a create, so the pool keeps most.
+    db_pool_size: int = 20
+    db_max_overflow: int = 10
 
     @field_validator("webhook_allowlist", mode="before")
     @classmethod

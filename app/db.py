@@ -192,8 +192,8 @@ class Database:
         self,
         url: str,
         *,
-        pool_size: int = 10,
-        max_overflow: int = 20,
+        pool_size: int = 20,
+        max_overflow: int = 10,
         audit_key: bytes | None = None,
     ) -> None:
         self.url = async_url(url)

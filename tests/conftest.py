@@ -192,8 +192,10 @@ async def clear_data(db: Database) -> None:
         for name in tables:
             await conn.execute(text(f"DELETE FROM {name}"))
         await conn.execute(text("DELETE FROM ministries WHERE code NOT IN ('DOE', 'METI')"))
-        # Named sequences (incident keys) restart with the data they numbered.
+        # Incident numbers restart with the data they numbered.
         await conn.execute(text("UPDATE counters SET value = 0"))
+        if db.dialect == "postgresql":
+            await conn.execute(text("ALTER SEQUENCE incident_numbers RESTART"))
         for severity, values in DEFAULT_POLICIES.items():
             await conn.execute(
                 text(

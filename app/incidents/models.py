@@ -17,7 +17,8 @@ def _in(column: str, values: tuple[str, ...]) -> str:
 
 
 class Counter(Base):
-    """Named gap-free sequences (e.g. incident keys): incremented inside the transaction."""
+    """Named counters incremented inside the transaction: incident numbers on SQLite
+    (PostgreSQL draws them from the ``incident_numbers`` sequence instead)."""
 
     __tablename__ = "counters"
 

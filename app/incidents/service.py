@@ -15,12 +15,14 @@ from sqlalchemy import (
     Select,
     Update,
     bindparam,
+    case,
     exists,
     func,
     or_,
     select,
     update,
 )
+from sqlalchemy import Sequence as SqlSequence
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.attributes import flag_modified
@@ -302,24 +304,35 @@ _counters = table_of(Counter)
 _minerals = table_of(Mineral)
 
 
+# PostgreSQL numbers incidents from this sequence (no lock: concurrent creates run side by
+# side); SQLite from the ``incident_key`` counter row, since its single writer takes creates
+# one at a time anyway.
+_INCIDENT_NUMBERS = SqlSequence("incident_numbers")
+
+
 @lru_cache(maxsize=4096)
-def _numbering(visible: ColumnElement[bool], *, postgresql: bool) -> Update:
-    """The key counter's increment, returning the new number, how many of the wanted mineral
-    codes exist, and the duplicate hint of a user whose visibility rule is ``visible``: built
+def _numbering(visible: ColumnElement[bool], *, postgresql: bool) -> Select[Any] | Update:
+    """The next incident number, how many of the wanted mineral codes exist, and the
+    duplicate hint of a user whose visibility rule is ``visible``, in one statement: built
     once per rule (``visible_to`` keeps one per user), so a create spends nothing on
     building or keying it."""
+    known = (
+        select(func.count())
+        .select_from(_minerals)
+        .where(bulk.among_bound(_minerals.c.code, "codes", postgresql=postgresql))
+        .scalar_subquery()
+    )
+    hints = _hints_of(visible, postgresql=postgresql)
+    if postgresql:
+        # A number is drawn only once every code is known, so a refused create uses none.
+        counted = select(known.label("known")).cte("counted")
+        drawn = case((counted.c.known == bindparam("wanted"), _INCIDENT_NUMBERS.next_value()))
+        return select(drawn, counted.c.known, hints).select_from(counted)
     return (
         update(_counters)
         .where(_counters.c.name == KEY_COUNTER)
         .values(value=_counters.c.value + 1)
-        .returning(
-            _counters.c.value,
-            select(func.count())
-            .select_from(_minerals)
-            .where(bulk.among_bound(_minerals.c.code, "codes", postgresql=postgresql))
-            .scalar_subquery(),
-            _hints_of(visible, postgresql=postgresql),
-        )
+        .returning(_counters.c.value, known, hints)
     )
 
 
@@ -327,11 +340,13 @@ async def _next_number(
     session: AsyncSession, user: User, minerals: Sequence[str], hint: dict[str, Any]
 ) -> tuple[int, list[DuplicateHint]]:
     """The next incident number, once every mineral code is known (else 422), and in the
-    same round trip the duplicate hint (``hint``: its parameters). The counter's row lock
-    serialises concurrent creators; a rolled-back create (unknown minerals included) gives
-    its number back."""
+    same round trip the duplicate hint (``hint``: its parameters). Numbers are unique and
+    increasing. On SQLite the counter is rolled back with a failed create, so keys have no
+    gaps; on PostgreSQL a create that fails after drawing its number (a lost connection, a
+    server error; never a refused input) leaves that number unused."""
     statement = _numbering(visible_to(user), postgresql=bulk.is_postgresql(session))
-    row = (await session.execute(statement, {"codes": list(minerals), **hint})).one_or_none()
+    parameters = {"codes": list(minerals), "wanted": len(minerals), **hint}
+    row = (await session.execute(statement, parameters)).one_or_none()
     assert row is not None, "the incident key counter is seeded by migration"
     number, known, hints = row
     if known != len(minerals):
@@ -375,8 +390,6 @@ async def create(session: AsyncSession, principal: Principal, data: IncidentCrea
         minerals=minerals,
         now=now,
     )
-    # The key counter's row lock is held until the commit, so concurrent creates wait on
-    # each other: it is taken after the reads, as late as the key allows.
     incident_id = new_id()
     number, hints = await _next_number(
         session,

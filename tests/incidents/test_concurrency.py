@@ -2,7 +2,7 @@
 
 Optimistic locking (If-Match) must let exactly one of several writers of the same version
 through; Idempotency-Key must create at most one incident per key and user however many
-copies of the request arrive at once; incident keys must stay gap-free under load.
+copies of the request arrive at once; incident keys must stay unique and gap-free under load.
 """
 
 from __future__ import annotations
@@ -19,9 +19,7 @@ from sqlalchemy import func, select
 from app import clock
 from app.db import Database
 from app.idempotency import IdempotencyKey
-from app.incidents.models import Counter as KeyCounter
 from app.incidents.models import Incident
-from app.incidents.service import KEY_COUNTER
 from app.worker import purge_idempotency_keys
 from tests.conftest import Actor, MakeActor, QueryCounter, assert_problem
 from tests.incidents.helpers import create, report
@@ -233,9 +231,20 @@ async def test_concurrent_creates_get_gap_free_unique_keys(
     assert {b["title"] for b in bodies} == {f"Report {n}" for n in range(200)}
     async with db.unit_of_work(readonly=True) as session:
         stored = (await session.scalars(select(Incident.key).order_by(Incident.number))).all()
-        counter = await session.get(KeyCounter, KEY_COUNTER)
     assert stored == [f"RRG-{n:04d}" for n in range(1, 201)]
-    assert counter is not None and counter.value == 200
+    # The next number follows the last one given.
+    after = await client.post(INCIDENTS, json=report(), headers=reporters[0].headers)
+    assert after.json()["key"] == "RRG-0201"
+
+
+async def test_a_refused_create_uses_no_number(client: httpx.AsyncClient, make_actor: MakeActor):
+    reporter = await make_actor("responder")
+    refused = await client.post(
+        INCIDENTS, json=report(minerals=["Ga", "Zz"]), headers=reporter.headers
+    )
+    assert_problem(refused, 422)
+    created = await client.post(INCIDENTS, json=report(), headers=reporter.headers)
+    assert created.json()["key"] == "RRG-0001"
 
 
 async def test_the_periodic_job_purges_keys_older_than_a_day(

@@ -22,12 +22,11 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, text
 
 from app.config import Settings
 from app.db import Database
 from app.escalation.models import Escalation
-from app.incidents.models import Counter as KeyCounter
 from app.incidents.models import Incident
 from app.outbox.models import OutboxEvent
 from app.timeline import service as timeline
@@ -176,7 +175,9 @@ async def start_keys_after_seed(db: Database) -> None:
     """Seeded incidents took keys RRG-0001…; new ones continue after them."""
     async with db.unit_of_work() as session:
         top = await session.scalar(select(func.max(Incident.number)))
-        await session.execute(update(KeyCounter).values(value=top or 0))
+        await session.execute(
+            text("SELECT setval('incident_numbers', :top + 1, false)"), {"top": top or 0}
+        )
 
 
 def seeded_at() -> datetime:
