@@ -75,8 +75,14 @@ def json_text(data: dict[str, Any]) -> str:
     return json.dumps(data, default=_encode)
 
 
-def json_safe(data: dict[str, Any]) -> dict[str, Any]:
+class PlainJSON(dict[str, Any]):
+    """Data already as a JSON column gives it back (what ``json_safe`` returns): passing it
+    through ``json_safe`` again costs nothing."""
+
+
+def json_safe(data: dict[str, Any]) -> PlainJSON:
     """Plain JSON data, exactly as a JSON column gives it back (times as ISO 8601, ids as
     strings): what is hashed, stored and sent is the same."""
-    safe: dict[str, Any] = json.loads(json_text(data))
-    return safe
+    if isinstance(data, PlainJSON):
+        return data
+    return PlainJSON(json.loads(json_text(data)))

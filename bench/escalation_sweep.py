@@ -27,6 +27,7 @@ custom plan and as the generic plan a long-lived prepared statement may switch t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -623,24 +624,35 @@ class Runs:
         return "; ".join(f"{w:.0f} ms (CPU {c:.0f} + PostgreSQL {b:.0f})" for w, c, b in samples)
 
 
-def _backend_cpu_ms(pid: int) -> float:
-    """User + system CPU of a local PostgreSQL backend so far (Linux /proc), ms; 0 if unknown."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+def _backend_cpu_ms(pids: Sequence[int]) -> float:
+    """User + system CPU of local PostgreSQL backends so far (Linux /proc), ms; 0 for one
+    unknown."""
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+async def _backend_pids(db: Database, n: int) -> list[int]:
+    """The backends of the pool's ``n`` connections (open at once, so each is its own)."""
+    async with contextlib.AsyncExitStack() as stack:
+        conns = [await stack.enter_async_context(db.engine.connect()) for _ in range(n)]
+        return [int(await conn.scalar(text("SELECT pg_backend_pid()"))) for conn in conns]
 
 
 async def _timed_sweep(
-    db: Database, pid: int, world: World
+    db: Database, pids: Sequence[int], world: World
 ) -> tuple[sweeper.SweepReport, tuple[float, float, float]]:
-    wall, cpu, backend = time.perf_counter(), time.process_time(), _backend_cpu_ms(pid)
+    wall, cpu, backend = time.perf_counter(), time.process_time(), _backend_cpu_ms(pids)
     report = await sweeper.sweep(db, world.now)
     return report, (
         (time.perf_counter() - wall) * 1000,
         (time.process_time() - cpu) * 1000,
-        _backend_cpu_ms(pid) - backend,
+        _backend_cpu_ms(pids) - backend,
     )
 
 
@@ -657,23 +669,23 @@ def _check(report: sweeper.SweepReport, world: World) -> None:
 async def _measure(url: str, world: World, runs: int) -> Runs:
     """``runs`` times: reset, one sweep (escalates the overdue), one sweep at the same now.
 
-    One long-lived engine with a single connection, as the scheduler holds it: its prepared
-    statements (and the plans PostgreSQL caches for them) carry over from run to run. The
-    collector is set up as in ``rrg serve`` and ``rrg worker``, where sweeps run.
+    One long-lived engine with a connection per sweep lane, as the scheduler holds them:
+    their prepared statements (and the plans PostgreSQL caches for them) carry over from run
+    to run. The collector is set up as in ``rrg serve`` and ``rrg worker``, where sweeps run.
     """
     heap.settle()
     result = Runs()
-    db = Database(url, pool_size=1, max_overflow=0, audit_key=audit_key())
+    lanes = sweeper.POSTGRESQL_LANES
+    db = Database(url, pool_size=lanes, max_overflow=0, audit_key=audit_key())
     try:
-        async with db.engine.connect() as conn:
-            pid = int(await conn.scalar(text("SELECT pg_backend_pid()")))
+        pids = await _backend_pids(db, lanes)
         for n in range(runs):
             if n:
                 await _reset(url)
-            report, took = await _timed_sweep(db, pid, world)
+            report, took = await _timed_sweep(db, pids, world)
             result.first.append(took)
             _check(report, world)
-            again, took = await _timed_sweep(db, pid, world)
+            again, took = await _timed_sweep(db, pids, world)
             result.again.append(took)
             if again.escalations:
                 raise RuntimeError(f"the second sweep escalated {len(again.escalations)} more")
@@ -752,7 +764,8 @@ def claim_statement(profile: Profile) -> tuple[str, Any]:
 
 
 async def _profile_sweep(url: str, world: World, out: list[str]) -> tuple[str, Any]:
-    """One sweep and one re-sweep under the statement profiler; returns the claim query."""
+    """One sweep and one re-sweep under the statement profiler, in one lane (each lane sends
+    the same statements; side by side their times would overlap); returns the claim query."""
     db = Database(url, pool_size=1, max_overflow=0, audit_key=audit_key())
     try:
         async with db.engine.connect() as conn:
@@ -760,7 +773,7 @@ async def _profile_sweep(url: str, world: World, out: list[str]) -> tuple[str, A
         for label in ("first sweep", "empty re-sweep"):
             with profiled(db) as profile:
                 start = time.perf_counter()
-                report = await sweeper.sweep(db, world.now)
+                report = await sweeper.sweep(db, world.now, lanes=1)
                 wall = (time.perf_counter() - start) * 1000
             if label == "first sweep":
                 _check(report, world)

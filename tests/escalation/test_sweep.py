@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from dataclasses import replace
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import Uuid, event, func, literal, select
 
 from app.db import Database
 from app.escalation import sweep as sweep_module
@@ -123,8 +124,15 @@ async def test_action_ladder_emits_each_level_once(
     assert incident["key"] in inbox.json()["items"][0]["title"]
 
 
+@pytest.fixture
+def one_lane(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sweeps on PostgreSQL in one lane, so a batch's statements can be counted (with two,
+    each lane claims its own batches, and which lane an incident falls in is a hash)."""
+    monkeypatch.setattr(sweep_module, "POSTGRESQL_LANES", 1)
+
+
 async def test_a_sweep_batch_costs_the_same_statements_whatever_its_size(
-    client: httpx.AsyncClient, db: Database, frozen: Clock, team: Team
+    client: httpx.AsyncClient, db: Database, frozen: Clock, team: Team, one_lane: None
 ):
     """Everything a batch writes is set-based: escalating four actions on two incidents
     takes exactly the statements that escalating one does. On PostgreSQL an executemany
@@ -181,6 +189,7 @@ async def test_a_sweep_batch_sends_a_fixed_budget_of_statements(
     count_queries: Any,
     backend: str,
     listening: None,
+    one_lane: None,
 ):
     """A statement added to the sweep (a reload, a per-item query) fails here; lower the
     budget when a statement goes away."""
@@ -192,6 +201,52 @@ async def test_a_sweep_batch_sends_a_fixed_budget_of_statements(
     assert len(report.escalations) == 3
     assert len(counter.queries) == SWEEP_BATCH[backend], counter.queries
     assert sum("pg_notify" in q for q in counter.queries) == NOTIFIES[backend]
+
+
+@pytest.mark.postgresql_only
+async def test_lanes_share_out_the_incidents_and_every_item_is_escalated_once(
+    client: httpx.AsyncClient, db: Database, frozen: Clock, team: Team
+):
+    """On PostgreSQL a sweep runs two lanes side by side: each claims the items of its own
+    incidents (an incident's actions never split between lanes, which would make one lane
+    wait on the other's chain head), and together they claim everything due."""
+    due = T0 + DAY
+    by_incident: dict[str, set[str]] = {}
+    for _ in range(8):
+        incident = await open_incident(client, team)
+        by_incident[incident["id"]] = {
+            (await approved_action(client, team, incident, due_at=due))["id"] for _ in range(2)
+        }
+    async with db.unit_of_work(readonly=True) as session:
+        directory = await sweep_module.load_directory(session)
+    phase = next(p for p in sweep_module.PHASES if p.kind == "action")
+    claim = phase.claim_for(directory.policies, due, 100, sweep_module.SweepReport(due, True))
+    assert claim is not None
+    lanes = sweep_module.POSTGRESQL_LANES
+    claimed: list[set[str]] = []
+    for lane in range(lanes):
+        async with db.unit_of_work(commit=False) as session:
+            pairs = await phase.claim(session, replace(claim, lane=lane, lanes=lanes))
+        claimed.append({str(item_id) for item_id, _ in pairs})
+    everything = set().union(*by_incident.values())
+    assert sum(len(c) for c in claimed) == len(everything) == 16
+    assert set().union(*claimed) == everything
+    for actions in by_incident.values():
+        assert sum(1 for c in claimed if actions <= c) == 1, claimed
+    # The hash spreads incidents over every lane (fixed ids, so this cannot flake).
+    async with db.unit_of_work(readonly=True) as session:
+        spread = {
+            await session.scalar(
+                select(sweep_module._lane_of(literal(uuid.UUID(int=n), Uuid), lanes))
+            )
+            for n in range(16)
+        }
+    assert spread == set(range(lanes))
+
+    report = await sweep(db, due)
+    assert sorted(str(item) for _, item, _ in keys(report)) == sorted(everything)
+    found = await consistent_trail(db)
+    assert len(found.ledger) == 16
 
 
 async def test_joint_action_level_2_goes_to_the_leads_of_both_ministries(
