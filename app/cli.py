@@ -76,7 +76,7 @@ def migrate_database(settings: Settings) -> None:
 
 
 def database_revision(settings: Settings) -> str | None:
-    from app.migrate import current_revision
+    from app.revisions import current_revision
 
     async def main() -> str | None:
         db = Database.from_settings(settings)
@@ -106,7 +106,7 @@ def serve(
     import uvicorn
 
     from app.main import create_app
-    from app.migrate import head_revision, is_behind
+    from app.revisions import head_revision, is_behind
 
     settings = get_settings()
     if settings.is_sqlite:
@@ -119,8 +119,6 @@ def serve(
                 "Run `rrg migrate` first."
             )
     host, port = host or settings.host, port or settings.port
-    # /readyz reads the migration state on every probe; Alembic would announce each read.
-    logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
     app = create_app(settings)
     heap.settle()
     typer.echo(f"RRG serving on http://{host}:{port}")

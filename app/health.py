@@ -6,7 +6,7 @@ from sqlalchemy import text
 
 from app.deps import get_database
 from app.errors import problem
-from app.migrate import current_revision, is_behind
+from app.revisions import current_revision, is_behind
 
 router = APIRouter(tags=["health"])
 

@@ -21,12 +21,12 @@ from app.errors import install_error_handlers
 from app.escalation.router import router as escalation_router
 from app.incidents.router import router as incidents_router
 from app.middleware import BodySizeLimit, RequestObserver
-from app.migrate import head_revision
 from app.minerals.router import router as minerals_router
 from app.ministries.router import router as ministries_router
 from app.notifications.router import router as notifications_router
 from app.priority.router import router as priority_router
 from app.register.router import router as register_router
+from app.revisions import head_revision
 from app.sitrep.router import router as sitrep_router
 from app.vulnerabilities.router import router as vulnerabilities_router
 from app.web import install_web, start_live_updates, stop_live_updates

@@ -1,16 +1,20 @@
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
 from app.db import Database
-from app.migrate import current_revision, head_revision
+from app.migrate import alembic_config
 from app.models import metadata
+from app.revisions import current_revision, head_revision, known_revisions
 
 
 def _diff(connection: Connection) -> list[Any]:
@@ -36,3 +40,28 @@ async def test_database_is_at_head_and_has_every_table(db: Database):
         assert await conn.run_sync(current_revision) == head_revision()
         tables = set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
     assert set(metadata.tables) <= tables
+
+
+def test_revisions_read_without_alembic_match_alembics_own():
+    scripts = ScriptDirectory.from_config(alembic_config(""))
+    assert head_revision() == scripts.get_current_head()
+    assert known_revisions() == {r.revision for r in scripts.walk_revisions()}
+
+
+def test_a_server_process_does_not_load_alembic():
+    """The API reads revision ids itself (``app.revisions``): Alembic and its templating
+    would add about 10 MB to every server's resident memory (P5)."""
+    probe = "import sys, app.main; print(sorted(m for m in sys.modules if m.startswith('alembic')))"
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == "[]"
+
+
+async def test_a_database_before_its_first_migration_has_no_revision(tmp_path: Any):
+    empty = Database(f"sqlite:///{tmp_path / 'empty.db'}")
+    try:
+        async with empty.engine.connect() as conn:
+            assert await conn.run_sync(current_revision) is None
+    finally:
+        await empty.dispose()

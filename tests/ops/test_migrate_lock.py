@@ -9,7 +9,8 @@ import pytest
 from sqlalchemy import text
 
 from app.db import Database
-from app.migrate import MIGRATION_LOCK_ID, head_revision
+from app.migrate import MIGRATION_LOCK_ID
+from app.revisions import head_revision
 from tests.conftest import POSTGRES_URL
 from tests.ops.helpers import drop_database, recreate_database, run_rrg_cli, scratch_database_name
 

@@ -12,7 +12,7 @@ from sqlalchemy.engine import make_url
 from app.config import Settings
 from app.db import Database
 from app.main import create_app
-from app.migrate import head_revision
+from app.revisions import head_revision
 from tests.conftest import MakeActor, assert_problem
 from tests.ops.helpers import TcpProxy
 from tests.webhooks.helpers import incident
