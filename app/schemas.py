@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import datetime
 from typing import Any, ClassVar, Generic, TypeVar
 from zoneinfo import available_timezones
@@ -80,9 +81,39 @@ class PlainJSON(dict[str, Any]):
     through ``json_safe`` again costs nothing."""
 
 
+class _NotPlain(Exception):
+    """A value ``_plain`` leaves to the JSON round trip."""
+
+
+_AS_IS = frozenset({str, int, float, bool, type(None)})
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON gives it back, for the shapes events carry (strings, numbers,
+    lists, dicts with string keys, times and ids); anything else raises ``_NotPlain``."""
+    kind = type(value)
+    if kind in _AS_IS:
+        return value
+    if kind is dict:
+        if not all(type(key) is str for key in value):
+            raise _NotPlain
+        return {key: _plain(item) for key, item in value.items()}
+    if kind is list or kind is tuple:
+        return [_plain(item) for item in value]
+    if kind is datetime:
+        return value.isoformat()
+    if kind is uuid.UUID:
+        return str(value)
+    raise _NotPlain
+
+
 def json_safe(data: dict[str, Any]) -> PlainJSON:
     """Plain JSON data, exactly as a JSON column gives it back (times as ISO 8601, ids as
-    strings): what is hashed, stored and sent is the same."""
+    strings): what is hashed, stored and sent is the same. The common shapes are converted
+    directly; anything else makes the round trip through JSON text."""
     if isinstance(data, PlainJSON):
         return data
-    return PlainJSON(json.loads(json_text(data)))
+    try:
+        return PlainJSON(_plain(data))
+    except _NotPlain:
+        return PlainJSON(json.loads(json_text(data)))

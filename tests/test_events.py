@@ -9,11 +9,14 @@ The mapping checked here is written out from SPEC §7 independently of the app's
 from __future__ import annotations
 
 import asyncio
+import enum
+import json
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -28,6 +31,7 @@ from app.escalation.sweep import sweep
 from app.incidents import service as incidents
 from app.incidents.models import Incident
 from app.outbox.models import OutboxEvent
+from app.schemas import json_safe, json_text
 from app.signals import Committed
 from app.timeline.models import TimelineEvent
 from tests.actions.helpers import in_days, proposal
@@ -469,3 +473,27 @@ async def test_a_notify_carried_by_a_write_is_completed_at_commit(
     heard = {await listener.next(), await listener.next()}
     assert heard == {first["id"], second["id"]}
     assert await listener.empty()
+
+
+class _Status(enum.StrEnum):
+    OPEN = "open"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"action_id": uuid.UUID(int=7), "level": 2, "due_at": datetime(2026, 1, 1, tzinfo=UTC)},
+        {"nested": ({"a": [1, 2.5, None, True]}, "x"), "big": 10**30, "inf": float("inf")},
+        {"when": date(2026, 1, 2), "amount": Decimal("1.20")},  # the JSON round trip
+        {"numbered": {1: "one"}},  # a key that is not a string: the round trip
+        {"status": _Status.OPEN},  # a str enum: the round trip
+    ],
+)
+def test_json_safe_gives_what_a_json_column_gives_back(data: dict[str, Any]):
+    """Common shapes are converted directly; the result must be what the JSON round trip
+    gives, to the type."""
+    expected = json.loads(json_text(data))  # the round trip through JSON text
+    safe = json_safe(data)
+    assert safe == expected
+    assert json.dumps(safe) == json.dumps(expected)  # the same types too (lists, not tuples)
+    assert json_safe(safe) is safe  # already plain: not converted again
