@@ -123,6 +123,18 @@ class Server:
         fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+    def settle(self, timeout: float = 60.0) -> None:
+        """Wait until the server has finished the work a previous load left queued (its CPU
+        use stays under 5% for a second), so the next measurement starts from idle."""
+        deadline = time.monotonic() + timeout
+        before = self.cpu_seconds()
+        while time.monotonic() < deadline:
+            time.sleep(1.0)
+            now = self.cpu_seconds()
+            if now - before < 0.05:
+                return
+            before = now
+
     def rss_mb(self) -> float:
         """Resident set size of the server process now (Linux /proc)."""
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
