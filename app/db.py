@@ -10,14 +10,15 @@ import asyncio
 import sqlite3
 import uuid
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import aiosqlite
 from sqlalchemy import JSON, ColumnElement, DateTime, MetaData, Table, Uuid, event, inspect
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.engine import Connection, Dialect, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -88,6 +89,54 @@ def sync_url(url: str) -> str:
     """The same database through a synchronous driver (used by offline tools)."""
     url = async_url(url)
     return url.replace("+asyncpg", "+psycopg").replace("+aiosqlite", "")
+
+
+class _InlineSQLite(aiosqlite.Connection):
+    """An aiosqlite connection that runs its calls on the event loop's own thread.
+
+    aiosqlite hands every call (cursor, execute, fetch, close...) to the connection's
+    thread and back: a create made some 25 such hand-offs, each costing more than the
+    SQLite work it carried (microseconds: the database is a local file, and in WAL mode
+    readers never wait), and the ones inside a write turn held every other writer back.
+    Only what may wait on another process still goes through the thread, so the event loop
+    never sleeps in SQLite's busy handler: ``BEGIN IMMEDIATE`` is tried here without
+    waiting, and only when another process holds the write lock (this process's writers
+    queue in ``WriterQueue`` first) does it wait for it in the thread. The connection's
+    PRAGMAs (once per connection) go through the thread as well.
+    """
+
+    async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if not self._running or not self._connection:
+            return await self._in_thread(fn, *args, **kwargs)
+        sql = args[0].lstrip()[:15].upper() if args and isinstance(args[0], str) else ""
+        if sql.startswith("PRAGMA"):
+            return await self._in_thread(fn, *args, **kwargs)
+        if sql.startswith(("BEGIN IMMEDIATE", "BEGIN EXCLUSIVE")):
+            connection = self._connection
+            connection.execute("PRAGMA busy_timeout = 0")
+            try:
+                return fn(*args, **kwargs)
+            except sqlite3.OperationalError as error:
+                if error.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                    raise
+            finally:
+                connection.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            return await self._in_thread(fn, *args, **kwargs)  # another process writes
+        return fn(*args, **kwargs)
+
+    async def _in_thread(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return await super()._execute(fn, *args, **kwargs)  # type: ignore[no-untyped-call]
+
+
+def _inline_sqlite(path: str) -> Callable[[], Awaitable[aiosqlite.Connection]]:
+    """The engine's ``async_creator`` for the SQLite file at ``path``."""
+
+    async def connect() -> aiosqlite.Connection:
+        # The sqlite3 connection is used from the loop's thread and from its own.
+        opened = _InlineSQLite(lambda: sqlite3.connect(path, check_same_thread=False), 64)
+        return await opened
+
+    return connect
 
 
 class WriterQueue:
@@ -200,6 +249,10 @@ class Database:
         kwargs: dict[str, Any] = {"pool_pre_ping": False}
         if self.url.startswith("postgresql"):
             kwargs.update(pool_size=pool_size, max_overflow=max_overflow, pool_timeout=60)
+        if self.url.startswith("sqlite"):
+            location = make_url(self.url)
+            if location.database not in (None, "", ":memory:") and not location.query:
+                kwargs["async_creator"] = _inline_sqlite(location.database)
         self.engine = create_async_engine(self.url, **kwargs)
         self.dialect: str = self.engine.dialect.name
         if self.dialect == "sqlite":
