@@ -102,11 +102,12 @@ class _InlineSQLite(aiosqlite.Connection):
     never sleeps in SQLite's busy handler: ``BEGIN IMMEDIATE`` is tried here without
     waiting, and only when another process holds the write lock (this process's writers
     queue in ``WriterQueue`` first) does it wait for it in the thread. The connection's
-    PRAGMAs (once per connection) go through the thread as well.
+    PRAGMAs (once per connection) go through the thread as well, and so do large batches
+    (a sweep's thousands of rows), during which the event loop keeps serving.
     """
 
     async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        if not self._running or not self._connection:
+        if not self._running or not self._connection or _is_large_batch(fn, args):
             return await self._in_thread(fn, *args, **kwargs)
         sql = args[0].lstrip()[:15].upper() if args and isinstance(args[0], str) else ""
         if sql.startswith("PRAGMA"):
@@ -126,6 +127,17 @@ class _InlineSQLite(aiosqlite.Connection):
 
     async def _in_thread(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return await super()._execute(fn, *args, **kwargs)  # type: ignore[no-untyped-call]
+
+
+# An executemany of more rows than this runs in the connection's thread.
+INLINE_BATCH_ROWS = 64
+
+
+def _is_large_batch(fn: Callable[..., Any], args: tuple[Any, ...]) -> bool:
+    if getattr(fn, "__name__", "") != "executemany" or len(args) < 2:
+        return False
+    rows = args[1]
+    return not hasattr(rows, "__len__") or len(rows) > INLINE_BATCH_ROWS
 
 
 def _inline_sqlite(path: str) -> Callable[[], Awaitable[aiosqlite.Connection]]:

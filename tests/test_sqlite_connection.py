@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from app import db as db_module
 from app.db import SQLITE_BUSY_TIMEOUT_MS, Database
@@ -51,6 +52,22 @@ async def test_a_write_hands_nothing_to_the_thread_when_nobody_else_writes(
         total = (await conn.exec_driver_sql("SELECT sum(n) FROM t")).scalar()
     assert total == 3
     assert hand_offs == []
+
+
+async def test_a_large_batch_runs_in_the_thread_and_a_small_one_here(
+    database: tuple[Database, Path], hand_offs: list[str]
+):
+    db, _ = database
+    small = [{"n": n} for n in range(db_module.INLINE_BATCH_ROWS)]
+    large = [{"n": n} for n in range(1000, 1000 + db_module.INLINE_BATCH_ROWS + 1)]
+    async with db.engine.begin() as conn:
+        await conn.execute(text("INSERT INTO t (n) VALUES (:n)"), small)
+        assert hand_offs == []
+        await conn.execute(text("INSERT INTO t (n) VALUES (:n)"), large)
+    assert hand_offs == ["INSERT INTO t (n) VALUES (?)"]
+    async with db.engine.connect() as conn:
+        count = (await conn.exec_driver_sql("SELECT count(*) FROM t")).scalar()
+    assert count == len(small) + len(large)
 
 
 async def test_a_write_waits_for_another_processs_lock_without_blocking_the_loop(
