@@ -1,20 +1,27 @@
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from typing import Any
 
+import httpx
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 
 from app.db import Database
-from app.migrate import alembic_config
+from app.migrate import alembic_config, downgrade, upgrade
 from app.models import metadata
 from app.revisions import current_revision, head_revision, known_revisions
+from tests.conftest import MakeActor
+from tests.incidents.helpers import create, report
+
+# The migration that moved incident numbers to a sequence on PostgreSQL.
+SEQUENCE_REVISION = "5c1e0b7d9a24"
 
 
 def _diff(connection: Connection) -> list[Any]:
@@ -65,3 +72,27 @@ async def test_a_database_before_its_first_migration_has_no_revision(tmp_path: A
             assert await conn.run_sync(current_revision) is None
     finally:
         await empty.dispose()
+
+
+async def test_incident_numbers_continue_across_the_sequence_migration(
+    client: httpx.AsyncClient, make_actor: MakeActor, db: Database, database_url: str
+):
+    """On PostgreSQL the numbers moved from the counter row to a sequence: downgrading
+    puts the last number given back in the counter, upgrading starts the sequence after it
+    (on SQLite the counter stays, and both steps leave it as it is)."""
+    reporter = await make_actor("responder")
+    for _ in range(3):
+        await create(client, reporter)
+    previous = "a6ac42b2a43f"
+    assert head_revision() == SEQUENCE_REVISION
+    try:
+        await asyncio.to_thread(downgrade, database_url, previous)
+        async with db.engine.connect() as conn:
+            counter = await conn.scalar(
+                text("SELECT value FROM counters WHERE name = 'incident_key'")
+            )
+        assert counter == 3
+    finally:
+        await asyncio.to_thread(upgrade, database_url)
+    created = await client.post("/api/v1/incidents", json=report(), headers=reporter.headers)
+    assert created.json()["key"] == "RRG-0004"
