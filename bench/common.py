@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -206,3 +207,9 @@ async def fresh_database(url: str) -> None:
         await conn.execute("CREATE SCHEMA public")
     finally:
         await conn.close()
+
+
+async def continue_incident_numbers(conn: Any, top: int) -> None:
+    """After incidents numbered 1..``top`` were seeded directly (an asyncpg connection to
+    PostgreSQL): the next create takes ``top + 1`` from the ``incident_numbers`` sequence."""
+    await conn.execute("SELECT setval('incident_numbers', $1::bigint + 1, false)", top)

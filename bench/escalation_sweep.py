@@ -55,7 +55,13 @@ from app.escalation import sweep as sweeper
 from app.escalation.policies import FALLBACK_SEVERITY, Policy
 from app.incidents import service as incidents
 from app.incidents.vocabulary import CATEGORIES, SECTORS
-from bench.common import BENCH_POSTGRES_URL, Figure, audit_key, median
+from bench.common import (
+    BENCH_POSTGRES_URL,
+    Figure,
+    audit_key,
+    continue_incident_numbers,
+    median,
+)
 from bench.incidents_list import EVENTS_SQL, _literal, _reset_schema, _summary
 
 NAME = "escalation_sweep"
@@ -488,11 +494,7 @@ async def seed(url: str, shape: Shape, *, seed_value: int = 20261129) -> World:
                 participants,
             )
             await conn.execute(EVENTS_SQL)
-            await conn.execute(
-                "UPDATE counters SET value = $1 WHERE name = $2",
-                shape.incidents,
-                incidents.KEY_COUNTER,
-            )
+            await continue_incident_numbers(conn, shape.incidents)
             await _copy(conn, "actions", ACTION_COLUMNS, list(_terminal(world, shape.terminal)))
             await _copy(
                 conn,

@@ -46,7 +46,15 @@ from app.auth.security import hash_token, new_token
 from app.db import Database
 from app.incidents import service as incidents
 from app.incidents.vocabulary import CATEGORIES, SECTORS
-from bench.common import BENCH_POSTGRES_URL, Figure, Server, median, percentile, rrg_server
+from bench.common import (
+    BENCH_POSTGRES_URL,
+    Figure,
+    Server,
+    continue_incident_numbers,
+    median,
+    percentile,
+    rrg_server,
+)
 
 NAME = "incidents_list"
 QUICK = os.environ.get("RRG_BENCH_QUICK") == "1"
@@ -413,9 +421,7 @@ async def _seed(url: str) -> Seeded:
                 if await conn.fetchval("SELECT to_regclass('public.actions') IS NOT NULL"):
                     async with _indexes_built_after(conn, "actions"):
                         await conn.execute(ACTIONS_SQL)
-            await conn.execute(
-                "UPDATE counters SET value = $1 WHERE name = $2", INCIDENTS, incidents.KEY_COUNTER
-            )
+            await continue_incident_numbers(conn, INCIDENTS)
         with _timed(phases, "VACUUM ANALYZE"):
             await conn.execute("VACUUM ANALYZE")
         counts: dict[str, int] = {}

@@ -42,7 +42,14 @@ from app.incidents.states import OPEN_STATUSES
 from app.priority.models import PriorityRecomputeJob
 from app.priority.service import recompute_priority, run_recompute_jobs
 from bench import incidents_list as population
-from bench.common import BENCH_POSTGRES_URL, Figure, Server, percentile, rrg_server
+from bench.common import (
+    BENCH_POSTGRES_URL,
+    Figure,
+    Server,
+    continue_incident_numbers,
+    percentile,
+    rrg_server,
+)
 
 NAME = "priority_list"
 QUICK = os.environ.get("RRG_BENCH_QUICK") == "1"
@@ -90,9 +97,7 @@ async def _seed(url: str, size: int) -> str:
             async with population._indexes_built_after(conn, "incident_minerals"):
                 await population._copy(conn, "incident_minerals", links)
             await population._copy(conn, "incident_participants", participants)
-            await conn.execute(
-                "UPDATE counters SET value = $1 WHERE name = $2", size, incidents.KEY_COUNTER
-            )
+            await continue_incident_numbers(conn, size)
     finally:
         await conn.close()
     return token
