@@ -109,10 +109,10 @@ class _InlineSQLite(aiosqlite.Connection):
     async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         if not self._running or not self._connection or _is_large_batch(fn, args):
             return await self._in_thread(fn, *args, **kwargs)
-        sql = args[0].lstrip()[:15].upper() if args and isinstance(args[0], str) else ""
+        sql = args[0].lstrip()[:16].upper() if args and isinstance(args[0], str) else ""
         if sql.startswith("PRAGMA"):
             return await self._in_thread(fn, *args, **kwargs)
-        if sql.startswith(("BEGIN IMMEDIATE", "BEGIN EXCLUSIVE")):
+        if sql.startswith("BEGIN IMMEDIATE"):
             connection = self._connection
             connection.execute("PRAGMA busy_timeout = 0")
             try:
@@ -145,7 +145,9 @@ def _inline_sqlite(path: str) -> Callable[[], Awaitable[aiosqlite.Connection]]:
 
     async def connect() -> aiosqlite.Connection:
         # The sqlite3 connection is used from the loop's thread and from its own.
-        opened = _InlineSQLite(lambda: sqlite3.connect(path, check_same_thread=False), 64)
+        opened = _InlineSQLite(
+            lambda: sqlite3.connect(path, check_same_thread=False), iter_chunk_size=64
+        )
         return await opened
 
     return connect

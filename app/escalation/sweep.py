@@ -881,8 +881,10 @@ async def sweep(
         report.failed("policy", severity, None, f"{problem}; SPEC §4 defaults apply")
 
     # A dry run is one transaction; SQLite has one writer at a time.
-    if lanes is None or dry_run or db.dialect != "postgresql":
-        lanes = POSTGRESQL_LANES if db.dialect == "postgresql" and not dry_run else 1
+    if dry_run or db.dialect != "postgresql":
+        lanes = 1
+    elif lanes is None:
+        lanes = POSTGRESQL_LANES
 
     async def run_kinds(dry_session: AsyncSession | None) -> None:
         for phase in PHASES:

@@ -16,7 +16,7 @@ import hmac
 import json
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -166,31 +166,19 @@ def opening_event(session: AsyncSession, new: NewEvent) -> Recorded:
 
 def _hashed(secret: bytes, new: NewEvent, seq: int, prev_hash: str, at: datetime) -> Recorded:
     """The event following ``seq``/``prev_hash`` in its chain, with its keyed hash."""
-    data, actor = json_safe(new.data), new.actor
-    message = chain_message(
-        prev_hash=prev_hash,
+    event = Recorded(
+        id=uuid.uuid4(),
         incident_id=new.incident_id,
         seq=seq + 1,
         at=at,
-        actor_kind=actor.kind,
-        actor_user_id=actor.user_id,
-        actor_token_id=actor.token_id,
-        type_=new.type,
-        data=data,
+        actor_kind=new.actor.kind,
+        actor_user_id=new.actor.user_id,
+        actor_token_id=new.actor.token_id,
+        type=new.type,
+        data=json_safe(new.data),
+        prev_hash=prev_hash,
     )
-    return Recorded(
-        uuid.uuid4(),
-        new.incident_id,
-        seq + 1,
-        at,
-        actor.kind,
-        actor.user_id,
-        actor.token_id,
-        new.type,
-        data,
-        prev_hash,
-        keyed_hash(secret, message),
-    )
+    return replace(event, hash=keyed_hash(secret, message_of(event)))
 
 
 async def record_many(session: AsyncSession, new_events: Sequence[NewEvent]) -> list[Recorded]:
