@@ -102,7 +102,7 @@ def _plain(value: Any) -> Any:
         return [_plain(item) for item in value]
     if kind is datetime:
         return value.isoformat()
-    if kind is uuid.UUID:
+    if isinstance(value, uuid.UUID):  # the drivers' own UUID types included
         return str(value)
     raise _NotPlain
 

@@ -22,9 +22,10 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from asyncpg.pgproto.pgproto import UUID as DriverUUID
 from sqlalchemy import select
 
-from app import signals
+from app import schemas, signals
 from app.auth.service import Principal
 from app.db import Database
 from app.escalation.sweep import sweep
@@ -483,6 +484,7 @@ class _Status(enum.StrEnum):
     "data",
     [
         {"action_id": uuid.UUID(int=7), "level": 2, "due_at": datetime(2026, 1, 1, tzinfo=UTC)},
+        {"action_id": DriverUUID(str(uuid.UUID(int=7)))},  # as PostgreSQL's driver reads it
         {"nested": ({"a": [1, 2.5, None, True]}, "x"), "big": 10**30, "inf": float("inf")},
         {"when": date(2026, 1, 2), "amount": Decimal("1.20")},  # the JSON round trip
         {"numbered": {1: "one"}},  # a key that is not a string: the round trip
@@ -497,3 +499,18 @@ def test_json_safe_gives_what_a_json_column_gives_back(data: dict[str, Any]):
     assert safe == expected
     assert json.dumps(safe) == json.dumps(expected)  # the same types too (lists, not tuples)
     assert json_safe(safe) is safe  # already plain: not converted again
+
+
+def test_json_safe_converts_ids_read_from_the_database_directly(monkeypatch: pytest.MonkeyPatch):
+    """Ids as the PostgreSQL driver returns them (a subclass of uuid.UUID) are converted
+    without the JSON round trip, which a sweep would pay for every escalation."""
+
+    def no_round_trip(data: dict[str, Any]) -> str:
+        raise AssertionError(f"{data} made the JSON round trip")
+
+    monkeypatch.setattr(schemas, "json_text", no_round_trip)
+    read = DriverUUID(str(uuid.UUID(int=7)))
+    assert json_safe({"action_id": read, "ids": [read]}) == {
+        "action_id": str(uuid.UUID(int=7)),
+        "ids": [str(uuid.UUID(int=7))],
+    }

@@ -76,6 +76,7 @@ from app.incidents.visibility import visible_pairs
 from app.kit import bulk
 from app.metrics import SWEEP_FAILURES
 from app.ministries.models import CO_LEAD_CODES, Ministry
+from app.models_base import new_id
 from app.notifications.service import NewNotice, notify_many
 from app.schemas import PlainJSON, json_safe
 from app.timeline.service import SYSTEM
@@ -662,7 +663,7 @@ async def _write(
         facts = json_safe(p.data)
         ledger.append(
             {
-                "id": uuid.uuid4(),
+                "id": new_id(),
                 "item_type": p.item_type,
                 "item_id": p.item_id,
                 "round": p.round,

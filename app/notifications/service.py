@@ -19,6 +19,7 @@ from app.incidents.models import Incident
 from app.incidents.visibility import visible_to
 from app.kit import bulk
 from app.kit.pagination import Key, Order, paginate
+from app.models_base import new_id
 from app.notifications.models import Notification
 from app.schemas import json_safe, json_text
 
@@ -127,7 +128,7 @@ async def notify_many(session: AsyncSession, notices: Sequence[NewNotice]) -> in
             insert(table_of(Notification)),
             [
                 {
-                    "id": uuid.uuid4(),
+                    "id": new_id(),
                     "user_id": uid,
                     "incident_id": n.incident_id,
                     "type": n.type,

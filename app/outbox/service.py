@@ -17,6 +17,7 @@ from app import clock, signals
 from app.db import table_of
 from app.incidents.models import Incident
 from app.kit import bulk
+from app.models_base import new_id
 from app.outbox.models import OutboxEvent
 from app.webhooks import fanout
 from app.webhooks.payloads import PAYLOADS, check_payload
@@ -78,7 +79,7 @@ async def emit_many(
         snap = snapshots.get(e.incident_id) if e.incident_id is not None else None
         values.append(
             {
-                "id": uuid.uuid4(),
+                "id": new_id(),
                 "type": e.type,
                 "incident_id": e.incident_id,
                 "payload": e.payload,

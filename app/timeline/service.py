@@ -31,6 +31,7 @@ from app.db import AUDIT_KEY_INFO, table_of
 from app.incidents.models import Incident
 from app.kit import bulk
 from app.kit.pagination import Key, Order, paginate
+from app.models_base import new_id
 from app.schemas import json_safe
 from app.timeline.models import TimelineEvent
 
@@ -167,7 +168,7 @@ def opening_event(session: AsyncSession, new: NewEvent) -> Recorded:
 def _hashed(secret: bytes, new: NewEvent, seq: int, prev_hash: str, at: datetime) -> Recorded:
     """The event following ``seq``/``prev_hash`` in its chain, with its keyed hash."""
     event = Recorded(
-        id=uuid.uuid4(),
+        id=new_id(),
         incident_id=new.incident_id,
         seq=seq + 1,
         at=at,

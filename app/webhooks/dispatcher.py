@@ -44,6 +44,7 @@ from app.config import Settings
 from app.db import Database, table_of
 from app.events import Event, emit_many
 from app.ministries.models import Ministry
+from app.models_base import new_id
 from app.outbox.models import OutboxEvent
 from app.timeline.service import SYSTEM
 from app.webhooks import service, signals
@@ -260,7 +261,7 @@ class Dispatcher:
         )
         if saturated:
             query = query.where(Delivery.subscription_id.not_in(saturated))
-        token = uuid.uuid4()
+        token = new_id()
         async with self.db.unit_of_work() as session:
             rows = (await session.execute(query)).all()
             budget = Counter({s: self.per_subscription - n for s, n in self._per_sub.items()})
@@ -463,7 +464,7 @@ class Dispatcher:
             updates.append(state)
             attempts.append(
                 {
-                    "id": uuid.uuid4(),
+                    "id": new_id(),
                     "delivery_id": c.id,
                     "number": c.attempt_count + 1,
                     "at": o.at,

@@ -3,7 +3,6 @@ emitted them (one query for the active subscriptions, one insert for all deliver
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,6 +14,7 @@ from app.db import table_of
 from app.escalation.policies import FALLBACK_SEVERITY
 from app.incidents.vocabulary import SEVERITIES
 from app.kit import bulk
+from app.models_base import new_id
 from app.webhooks.models import Delivery, Subscription
 from app.webhooks.vocabulary import WEBHOOK_EVENT_PREFIX
 
@@ -56,7 +56,7 @@ async def queue_deliveries(session: AsyncSession, events: Sequence[dict[str, Any
         return 0
     rows = [
         {
-            "id": uuid.uuid4(),
+            "id": new_id(),
             "subscription_id": s.id,
             "outbox_event_id": e["id"],
             "event_type": e["type"],

@@ -380,7 +380,7 @@ async def disable(
             insert(table_of(Notification)),
             [
                 {
-                    "id": uuid.uuid4(),
+                    "id": new_id(),
                     "user_id": admin_id,
                     "incident_id": None,
                     "type": "webhook.endpoint_disabled",
