@@ -835,7 +835,9 @@ class _Kind:
                     return
                 continue
             self.apply(step)
-            if not step.claimed:
+            # A claim short of its limit took every due item not locked by another
+            # sweeper (whose items are its own): claiming again would find nothing.
+            if len(step.claimed) < self.claim.limit:
                 return
         self._failed(None, f"gave up after {MAX_SKIPPED} items could not be escalated")
 
