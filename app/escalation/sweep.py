@@ -689,9 +689,11 @@ async def _write(
                 tuple(emails[uid] for uid in recipients),
             )
         )
+    # The notifications first: their insert is a batch's longest statement, and while it
+    # runs, the other lane's Python work does (sent last, both lanes waited on it together).
+    await notify_many(session, notices)
     await bulk.insert_rows(session, table_of(Escalation), ledger)
     await emit_many(session, events)
-    await notify_many(session, notices)
     await BEFORE_COMMIT(session)
     return records
 
