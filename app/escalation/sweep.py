@@ -45,9 +45,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    ARRAY,
     BigInteger,
     Column,
     ColumnElement,
+    Integer,
     Text,
     and_,
     cast,
@@ -226,19 +228,39 @@ async def _advance(
     **also: Any,
 ) -> set[uuid.UUID]:
     """Raise each row's counter from the value read to its new value with conditional
-    updates, one per (seen, new) pair. Returns the rows that moved: a row another sweeper
-    moved first is left to it."""
+    updates. Returns the rows that moved: a row another sweeper moved first is left to it.
+    On PostgreSQL one statement (the moves as arrays), elsewhere one per (seen, new) pair."""
     table = counter.table
-    groups: dict[tuple[int, int], list[uuid.UUID]] = defaultdict(list)
-    for row_id, seen, new in moves:
-        if new > seen:  # counters only go up
-            groups[(seen, new)].append(row_id)
-    moved: set[uuid.UUID] = set()
-    for (seen, new), ids in sorted(groups.items()):
+    moves = [(row_id, seen, new) for row_id, seen, new in moves if new > seen]  # only up
+    if not moves:
+        return set()
+    if bulk.is_postgresql(session):
+        ids, seen, new = zip(*moves, strict=True)
+        wanted = (
+            func.unnest(
+                literal(list(ids), ARRAY(table.c.id.type)),
+                literal(list(seen), ARRAY(Integer)),
+                literal(list(new), ARRAY(Integer)),
+            )
+            .table_valued("id", "seen", "new")
+            .render_derived(with_types=False)
+        )
         result = await session.execute(
             update(table)
-            .where(bulk.among(session, table.c.id, ids), counter == seen)
-            .values({counter.name: new, **also})
+            .where(table.c.id == wanted.c.id, counter == wanted.c.seen)
+            .values({counter.name: wanted.c.new, **also})
+            .returning(table.c.id)
+        )
+        return set(result.scalars())
+    groups: dict[tuple[int, int], list[uuid.UUID]] = defaultdict(list)
+    for row_id, seen_level, new_level in moves:
+        groups[(seen_level, new_level)].append(row_id)
+    moved: set[uuid.UUID] = set()
+    for (seen_level, new_level), group in sorted(groups.items()):
+        result = await session.execute(
+            update(table)
+            .where(table.c.id.in_(group), counter == seen_level)
+            .values({counter.name: new_level, **also})
             .returning(table.c.id)
         )
         moved.update(result.scalars())

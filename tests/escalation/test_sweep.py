@@ -17,7 +17,8 @@ import httpx
 import pytest
 from sqlalchemy import Uuid, event, func, literal, select
 
-from app.db import Database
+from app.actions.models import Action
+from app.db import Database, table_of
 from app.escalation import sweep as sweep_module
 from app.escalation.models import Escalation
 from app.escalation.sweep import sweep
@@ -488,6 +489,28 @@ async def test_after_downtime_one_sweep_brings_everything_to_its_level_in_order(
         earlier = [1] if item == half_way else []
         assert found.levels_in_timeline(item) == earlier + levels_emitted, item
     assert {e.at for e in found.ledger} == {T0 + DAY, back}
+
+
+async def test_levels_move_only_from_the_level_read(
+    client: httpx.AsyncClient, db: Database, frozen: Clock, team: Team
+):
+    """The conditional update behind exactly-once: rows moving from different levels to
+    different levels in one call, and a row another sweeper moved after it was read is
+    left to it."""
+    incident = await open_incident(client, team)
+    actions = [
+        (await approved_action(client, team, incident, due_at=T0 + DAY, title=f"a{n}"))["id"]
+        for n in range(3)
+    ]
+    ids = [uuid.UUID(a) for a in actions]
+    async with db.unit_of_work() as session:
+        moved = await sweep_module._advance(
+            session,
+            table_of(Action).c.escalation_level,
+            [(ids[0], 0, 3), (ids[1], 0, 1), (ids[2], 1, 2), (ids[0], 0, 0)],
+        )
+    assert moved == {ids[0], ids[1]}  # ids[2] was read at level 1 but is at 0
+    assert [(await action_state(db, a))[0] for a in actions] == [3, 1, 0]
 
 
 # --- a crash, a dry run, and the command line -----------------------------------------------------
