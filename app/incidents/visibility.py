@@ -95,7 +95,8 @@ async def visible_pairs(
     if not wanted:
         return set()
     asked: Any
-    if session.get_bind().dialect.name == "postgresql":
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    if postgresql:
         # Two array parameters, whatever the batch size (a VALUES list of thousands of
         # pairs costs more to compile than to run), numbered from 1 by WITH ORDINALITY.
         asked = (
@@ -121,9 +122,10 @@ async def visible_pairs(
             .cte("asked")
         )
     # Only the numbers of the visible pairs come back: thousands of small integers cost
-    # far less to read than thousands of pairs of ids.
-    numbers = await session.scalars(
-        select(asked.c.number)
+    # far less to read than thousands of pairs of ids, and on PostgreSQL as one array (one
+    # row to read instead of one per pair).
+    query = (
+        select(func.array_agg(asked.c.number) if postgresql else asked.c.number)
         .join(_users, _users.c.id == asked.c.user_id)
         .join(_ministries, _ministries.c.id == _users.c.ministry_id)
         .join(_incidents, _incidents.c.id == asked.c.incident_id)
@@ -132,4 +134,8 @@ async def visible_pairs(
             _rule(_users.c.id, _users.c.ministry_id, _ministries.c.kind == "co_lead"),
         )
     )
+    if postgresql:
+        numbers = await session.scalar(query) or []
+    else:
+        numbers = (await session.scalars(query)).all()
     return {wanted[n - 1] for n in numbers}
