@@ -29,7 +29,7 @@ from bench import (
     web_board,
     webhooks_fanout,
 )
-from bench.common import BENCH_POSTGRES_URL, Figure, print_table
+from bench.common import BENCH_POSTGRES_URL, Figure, machine_speed_ms, print_table
 
 BENCHMARKS = {
     "request_cost": request_cost.run,
@@ -82,6 +82,7 @@ def main() -> int:
         print(f"unknown benchmark(s): {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
         return 2
     asyncio.run(ensure_database())
+    speed_before = machine_speed_ms()
     figures: list[Figure] = []
     errors: list[str] = []
     started = time.monotonic()
@@ -100,6 +101,10 @@ def main() -> int:
         quick = " (QUICK=1)"
         print(quick_sizes())
     print(f"{len(chosen)} benchmarks{quick} in {time.monotonic() - started:.0f} s")
+    print(
+        f"machine speed: a fixed Python loop took {speed_before:.1f} ms before the benchmarks "
+        f"and {machine_speed_ms():.1f} ms after (compare runs by this before comparing times)"
+    )
     return 1 if errors else 0
 
 

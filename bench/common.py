@@ -42,6 +42,18 @@ class Figure:
     target: str = ""
 
 
+def machine_speed_ms() -> float:
+    """How long a fixed pure-Python loop takes here (ms, best of 5): absolute figures from
+    runs whose machine speed differs are not comparable; this says by how much it does."""
+    timings = []
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(2_000):
+            sum(range(1_000))
+        timings.append((time.perf_counter() - start) * 1000)
+    return min(timings)
+
+
 def percentile(samples: list[float], p: float) -> float:
     ordered = sorted(samples)
     k = max(0, min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1))))
