@@ -10,7 +10,6 @@ from sqlalchemy import (
     Index,
     String,
     Text,
-    literal,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -20,6 +19,7 @@ from app.actions.vocabulary import KINDS, OWNING_MINISTRIES, PRIORITIES, STATUSE
 from app.auth.models import User
 from app.db import Base
 from app.incidents.models import Incident
+from app.kit.sql import constants
 from app.models_base import IdMixin, TimestampMixin
 
 _OPEN_SQL = "status NOT IN (" + ", ".join(f"'{s}'" for s in sorted(TERMINAL)) + ")"
@@ -108,4 +108,4 @@ def is_open() -> ColumnElement[bool]:
     """Not terminal, spelled as the partial indexes' predicate, constants inline: as bind
     parameters, the generic plan PostgreSQL adopts for a prepared statement after five runs
     could not prove the index predicate and would read every past-due action."""
-    return Action.status.not_in([literal(s, literal_execute=True) for s in sorted(TERMINAL)])
+    return Action.status.not_in(constants(sorted(TERMINAL)))

@@ -76,6 +76,7 @@ from app.incidents.models import Incident, IncidentParticipant
 from app.incidents.states import INCIDENT_LIFECYCLE
 from app.incidents.visibility import visible_pairs
 from app.kit import bulk
+from app.kit.sql import constants
 from app.metrics import SWEEP_FAILURES
 from app.ministries.models import CO_LEAD_CODES, Ministry
 from app.models_base import new_id
@@ -213,7 +214,7 @@ async def load_directory(session: AsyncSession) -> Directory:
 def _incident_live() -> ColumnElement[bool]:
     """Not rejected or closed (constants inline, like ``is_open``)."""
     terminal = sorted(INCIDENT_LIFECYCLE.terminal)
-    return Incident.status.not_in([literal(s, literal_execute=True) for s in terminal])
+    return Incident.status.not_in(constants(terminal))
 
 
 def _pairs(result: Any) -> list[tuple[uuid.UUID, str]]:

@@ -60,6 +60,7 @@ from app.incidents.states import INCIDENT_LIFECYCLE, IncidentFacts
 from app.incidents.visibility import visible_to
 from app.kit import bulk
 from app.kit.pagination import Key, Kind, Order, paginate
+from app.kit.sql import constants
 from app.minerals.models import Mineral
 from app.ministries.models import CO_LEAD_CODES, Ministry
 from app.models_base import apply_changes, check_version, new_id, requested_changes
@@ -242,7 +243,7 @@ def _duplicates_query(*, postgresql: bool) -> Select[Any]:
     return (
         select(_incidents.c.id, _incidents.c.key, _incidents.c.title, _incidents.c.status)
         .where(
-            _incidents.c.status.in_(states.OPEN_STATUSES),
+            _incidents.c.status.in_(constants(states.OPEN_STATUSES)),
             _incidents.c.category == bindparam("category"),
             _incidents.c.reported_at >= bindparam("since"),
             _incidents.c.id != bindparam("incident_id"),

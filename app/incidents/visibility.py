@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth.models import User
 from app.db import table_of
 from app.incidents.models import Incident, IncidentParticipant
+from app.kit.sql import constants
 from app.ministries.models import Ministry
 
 # Core columns: the rule is built of plain table columns (no ORM attribute adaptation),
@@ -63,7 +64,7 @@ def _rule(user_id: Any, ministry_id: Any, co_lead: ColumnElement[bool]) -> Colum
     i = _incidents.c
     named = _named(user_id)
     return or_(
-        i.tlp.in_(("CLEAR", "GREEN")),
+        i.tlp.in_(constants(("CLEAR", "GREEN"))),
         # AMBER: the co-lead ministries (a partner only when named on it).
         and_(i.tlp == "AMBER", or_(co_lead, named)),
         # AMBER+STRICT: the reporter's ministry and the named people.
