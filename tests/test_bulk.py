@@ -80,6 +80,38 @@ async def test_held_inserts_travel_together_parents_with_children(
         assert stored.ministry.code == "BULK1"
 
 
+async def test_one_row_travels_as_plain_values_and_many_as_arrays(
+    db: Database, backend: str, count_queries: Callable[[], QueryCounter]
+) -> None:
+    """On PostgreSQL a single row is an ``INSERT … VALUES`` of its values (the driver
+    checks every array parameter and each element as it encodes them) and several rows one
+    ``INSERT … SELECT … unnest`` of arrays; held together, each part keeps its own form.
+    Either way the rows, NULLs and JSON included, arrive as written."""
+    one, two, three = _ministry("BULK3"), _ministry("BULK4"), _ministry("BULK5")
+    users = [_user(one, "one@bulk.example"), _user(two, "two@bulk.example")]
+    users[0].password_hash = None  # a NULL among the values
+    users[1].password_hash = "not a real hash"
+    async with db.unit_of_work() as session:
+        counter = count_queries()
+        await bulk.insert_rows(session, table_of(Ministry), [row_of(one)])
+        await bulk.insert_rows(session, table_of(Ministry), [row_of(two), row_of(three)])
+        async with bulk.one_statement(session):
+            await bulk.insert_rows(session, table_of(User), [row_of(users[0])])
+            await bulk.insert_rows(session, table_of(User), [row_of(users[1])])
+        if backend == "postgresql":
+            single, many, held = counter.queries[-3:]
+            assert "VALUES" in single and "unnest" not in single
+            assert "unnest" in many
+            assert held.count("VALUES") == 2 and "unnest" not in held
+    async with db.unit_of_work() as session:
+        stored = {u.email: u for u in (await session.scalars(select(User))).all()}
+        assert stored["one@bulk.example"].password_hash is None
+        assert stored["two@bulk.example"].password_hash == "not a real hash"
+        assert stored["two@bulk.example"].ministry_id == two.id
+        codes = set((await session.scalars(select(Ministry.code))).all())
+        assert {"BULK3", "BULK4", "BULK5"} <= codes
+
+
 async def test_an_exception_in_the_block_discards_the_held_rows(db: Database) -> None:
     ministry = _ministry("BULK2")
 

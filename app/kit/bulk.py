@@ -73,30 +73,43 @@ def _is_json(table: Table, name: str) -> bool:
     return isinstance(table.c[name].type.dialect_impl(_PG), JSON)
 
 
-def _array_type(table: Table, name: str) -> str:
-    """The PostgreSQL array type a column's values travel in."""
-    return f"{table.c[name].type.compile(dialect=_PG)}[]"
+def _sql_type(table: Table, name: str, *, array: bool) -> str:
+    """The PostgreSQL type a column's values travel in: an array of them, or one value."""
+    scalar = table.c[name].type.compile(dialect=_PG)
+    return f"{scalar}[]" if array else scalar
 
 
-def _insert_part(table: Table, columns: tuple[str, ...], prefix: str) -> str:
-    """``INSERT … SELECT … FROM unnest(…)`` of these columns, one array parameter each
-    (named ``prefix`` and the column's position)."""
+def _insert_part(table: Table, columns: tuple[str, ...], prefix: str, *, one: bool) -> str:
+    """The insert of these columns, one parameter each (named ``prefix`` and the column's
+    position): ``INSERT … SELECT … FROM unnest(…)`` of arrays, or for ``one`` row
+    ``INSERT … VALUES`` of plain values (the driver checks every array and each of its
+    elements for nesting as it encodes them; a row of a create has ~40 columns)."""
     quote = _PG.identifier_preparer.quote
     names = ", ".join(quote(c) for c in columns)
-    picked = ", ".join(f"bulk.{quote(c)}" for c in columns)
-    arrays = ", ".join(
-        f"CAST(:{prefix}{n} AS {_array_type(table, c)})" for n, c in enumerate(columns)
+    cast = ", ".join(
+        f"CAST(:{prefix}{n} AS {_sql_type(table, c, array=not one)})" for n, c in enumerate(columns)
     )
-    # Identifiers come from the table's metadata, values only ever as bound arrays.
+    # Identifiers come from the table's metadata, values only ever as bound parameters.
+    if one:
+        return f"INSERT INTO {quote(table.name)} ({names}) VALUES ({cast})"  # noqa: S608
+    picked = ", ".join(f"bulk.{quote(c)}" for c in columns)
     return (
         f"INSERT INTO {quote(table.name)} ({names}) SELECT {picked} "  # noqa: S608
-        f"FROM unnest({arrays}) AS bulk({names})"
+        f"FROM unnest({cast}) AS bulk({names})"
     )
+
+
+def _insert_parameters(table: Table, rows: Sequence[dict[str, Any]], prefix: str) -> dict[str, Any]:
+    """The parameters of ``_insert_part`` for these rows (one row: its values, else arrays)."""
+    columns = columns_of(table, rows).values()
+    if len(rows) == 1:
+        return {f"{prefix}{n}": values[0] for n, values in enumerate(columns)}
+    return {f"{prefix}{n}": values for n, values in enumerate(columns)}
 
 
 @lru_cache(maxsize=64)
-def _insert_sql(table: Table, columns: tuple[str, ...]) -> TextClause:
-    return text(_insert_part(table, columns, "p"))
+def _insert_sql(table: Table, columns: tuple[str, ...], one: bool) -> TextClause:
+    return text(_insert_part(table, columns, "p", one=one))
 
 
 def columns_of(table: Table, rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
@@ -129,15 +142,15 @@ async def insert_rows(session: AsyncSession, table: Table, rows: Sequence[dict[s
     if not is_postgresql(session):
         await session.execute(insert(table), list(rows))
         return
-    columns = columns_of(table, rows)
     driver = await _driver_connection(session) if len(rows) >= COPY_MIN_ROWS else None
     if driver is not None:
+        columns = columns_of(table, rows)
         await driver.copy_records_to_table(
             table.name, records=list(zip(*columns.values(), strict=True)), columns=list(columns)
         )
         return
-    statement = _insert_sql(table, tuple(columns))
-    await session.execute(statement, {f"p{n}": values for n, values in enumerate(columns.values())})
+    statement = _insert_sql(table, tuple(rows[0]), len(rows) == 1)
+    await session.execute(statement, _insert_parameters(table, rows, "p"))
 
 
 async def _driver_connection(session: AsyncSession) -> Any:
@@ -157,7 +170,9 @@ def _update_sql(table: Table, key: str, columns: tuple[str, ...]) -> TextClause:
     every = (key, *columns)
     names = ", ".join(quote(c) for c in every)
     sets = ", ".join(f"{quote(c)} = bulk.{quote(c)}" for c in columns)
-    arrays = ", ".join(f"CAST(:p{n} AS {_array_type(table, c)})" for n, c in enumerate(every))
+    arrays = ", ".join(
+        f"CAST(:p{n} AS {_sql_type(table, c, array=True)})" for n, c in enumerate(every)
+    )
     t = quote(table.name)
     return text(
         f"UPDATE {t} SET {sets} FROM unnest({arrays}) AS bulk({names}) "  # noqa: S608
@@ -213,11 +228,10 @@ async def one_statement(session: AsyncSession) -> AsyncIterator[None]:
         for table, rows in held:
             await insert_rows(session, table, rows)
         return
-    shapes = tuple((table, tuple(rows[0])) for table, rows in held)
+    shapes = tuple((table, tuple(rows[0]), len(rows) == 1) for table, rows in held)
     params: dict[str, Any] = {}
     for n, (table, rows) in enumerate(held):
-        for m, values in enumerate(columns_of(table, rows).values()):
-            params[f"w{n}p{m}"] = values
+        params.update(_insert_parameters(table, rows, f"w{n}p"))
     # The transaction's NOTIFY rides along: these writes are most often its last, and the
     # commit would otherwise spend a round trip of its own on it.
     notify = signals.notify_with(session)
@@ -225,10 +239,16 @@ async def one_statement(session: AsyncSession) -> AsyncIterator[None]:
 
 
 @lru_cache(maxsize=64)
-def _inserts_sql(shapes: tuple[tuple[Table, tuple[str, ...]], ...], notify: bool) -> TextClause:
-    """One ``WITH`` of the inserts; with ``notify``, every insert is a part of it (each runs
-    whether read or not) and the statement is the NOTIFY (``signals.NOTIFY_SQL``)."""
-    parts = [_insert_part(table, columns, f"w{n}p") for n, (table, columns) in enumerate(shapes)]
+def _inserts_sql(
+    shapes: tuple[tuple[Table, tuple[str, ...], bool], ...], notify: bool
+) -> TextClause:
+    """One ``WITH`` of the inserts (each shape: table, columns, one row or more); with
+    ``notify``, every insert is a part of it (each runs whether read or not) and the
+    statement is the NOTIFY (``signals.NOTIFY_SQL``)."""
+    parts = [
+        _insert_part(table, columns, f"w{n}p", one=one)
+        for n, (table, columns, one) in enumerate(shapes)
+    ]
     *first, last = [*parts, signals.NOTIFY_SQL] if notify else parts
     ctes = ", ".join(f"w{n} AS ({sql})" for n, sql in enumerate(first))
     return text(f"WITH {ctes} {last}")
