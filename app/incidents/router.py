@@ -148,7 +148,8 @@ async def create_incident(
 ) -> IncidentCreated:
     async def produce() -> IncidentCreated:
         created = await service.create(session, principal, data)
-        return IncidentCreated(
+        # The presented incident is validated already: added to, not validated again.
+        return IncidentCreated.model_construct(
             **dict(await _out(session, created.incident, principal=principal)),
             possible_duplicates=[
                 IncidentRef(id=d.id, key=d.key, title=d.title, status=d.status)
