@@ -28,6 +28,7 @@ async def test_sigterm_lets_requests_in_flight_finish(
     answered: list[int] = []
     unanswered = 0
     terminated = asyncio.Event()
+    first_answers = asyncio.Event()
     after_term: list[int] = []
 
     async def create(client: httpx.AsyncClient, n: int) -> None:
@@ -40,13 +41,17 @@ async def test_sigterm_lets_requests_in_flight_finish(
             unanswered += 1  # never reached a handler (refused, or a closed keep-alive)
             return
         answered.append(response.status_code)
+        if len(answered) >= 5:
+            first_answers.set()
         if terminated.is_set():
             after_term.append(response.status_code)
 
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=0)
     async with httpx.AsyncClient(base_url=server.base, timeout=30, limits=limits) as client:
         tasks = [asyncio.create_task(create(client, n)) for n in range(60)]
-        await asyncio.sleep(0.3)
+        # The signal goes once the server is answering, with most requests still in flight
+        # (a fixed pause let a fast server answer all 60 first).
+        await asyncio.wait_for(first_answers.wait(), 30)
         server.signal(signal.SIGTERM)
         terminated.set()
         await asyncio.gather(*tasks)
