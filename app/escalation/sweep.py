@@ -192,7 +192,7 @@ async def load_directory(session: AsyncSession) -> Directory:
     rows = await session.execute(
         select(User.id, Ministry.code)
         .join(Ministry, Ministry.id == User.ministry_id)
-        .where(User.active, User.role == "lead", Ministry.code.in_(CO_LEAD_CODES))
+        .where(User.active, User.role == "lead", Ministry.code.in_(constants(CO_LEAD_CODES)))
         .order_by(User.email)
     )
     for user_id, code in rows:

@@ -15,6 +15,7 @@ from app.actions.states import LIVE, OPEN
 from app.auth.models import User
 from app.db import table_of
 from app.incidents.visibility import visible_pairs
+from app.kit.sql import constants
 
 
 async def action_counts(session: AsyncSession, incident_id: uuid.UUID) -> tuple[int, int]:
@@ -22,8 +23,8 @@ async def action_counts(session: AsyncSession, incident_id: uuid.UUID) -> tuple[
     row = (
         await session.execute(
             select(
-                func.count().filter(Action.status.in_(LIVE)),
-                func.count().filter(Action.status.in_(OPEN)),
+                func.count().filter(Action.status.in_(constants(LIVE))),
+                func.count().filter(Action.status.in_(constants(OPEN))),
             ).where(Action.incident_id == incident_id)
         )
     ).one()

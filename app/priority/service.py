@@ -37,6 +37,7 @@ from app.errors import Forbidden, InvalidInput
 from app.incidents.models import Incident, IncidentMineral
 from app.incidents.states import OPEN_STATUSES
 from app.kit.pagination import Key, Order, paginate
+from app.kit.sql import constants
 from app.priority.models import (
     WEIGHTS_NAME,
     PriorityRecomputeJob,
@@ -189,7 +190,7 @@ async def weight_changes(
 
 def _open_on(minerals: Collection[str] | None) -> list[ColumnElement[bool]]:
     """Open incidents (on any of these minerals; None: all)."""
-    where: list[ColumnElement[bool]] = [Incident.status.in_(OPEN_STATUSES)]
+    where: list[ColumnElement[bool]] = [Incident.status.in_(constants(OPEN_STATUSES))]
     if minerals is not None:
         where.append(
             select(IncidentMineral.incident_id)
@@ -328,7 +329,7 @@ async def rescore_by_time(db: Database, *, batch: int = CHUNK) -> int:
             query = (
                 select(Incident.id)
                 .where(
-                    Incident.status.in_(OPEN_STATUSES),
+                    Incident.status.in_(constants(OPEN_STATUSES)),
                     Incident.effective_at < now + timedelta(days=EFFECT_HORIZON_DAYS),
                     or_(
                         Incident.priority_computed_at.is_(None),

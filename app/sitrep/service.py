@@ -22,6 +22,7 @@ from app.incidents.models import Incident, IncidentMineral
 from app.incidents.states import OPEN_STATUSES
 from app.incidents.visibility import visible_to
 from app.incidents.vocabulary import SEVERITIES, TLP_MARKINGS
+from app.kit.sql import constants
 from app.ministries.models import Ministry
 from app.sitrep.schemas import (
     Language,
@@ -92,7 +93,7 @@ async def build(
     start = at - WINDOW
     seen = visible_to(reader)
     open_query = select(Incident).where(
-        seen, Incident.status.in_(OPEN_STATUSES), Incident.reported_at <= at
+        seen, Incident.status.in_(constants(OPEN_STATUSES)), Incident.reported_at <= at
     )
     open_rows = (
         await session.scalars(
@@ -112,7 +113,7 @@ async def build(
         severity: int(n)
         for severity, n in await session.execute(
             select(Incident.severity, func.count())
-            .where(seen, Incident.status.in_(OPEN_STATUSES), Incident.reported_at <= at)
+            .where(seen, Incident.status.in_(constants(OPEN_STATUSES)), Incident.reported_at <= at)
             .group_by(Incident.severity)
         )
     }

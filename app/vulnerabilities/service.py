@@ -14,6 +14,7 @@ from app.countries import ministry_of
 from app.incidents.models import Incident, IncidentMineral
 from app.incidents.states import OPEN_STATUSES
 from app.incidents.visibility import visible_to
+from app.kit.sql import constants
 from app.minerals.models import Mineral
 from app.minerals.schemas import MineralOut
 from app.priority.service import load_settings
@@ -79,7 +80,7 @@ async def open_incidents_by_mineral(
         .join(Incident, Incident.id == IncidentMineral.incident_id)
         .where(
             IncidentMineral.mineral_code.in_(sorted(minerals)),
-            Incident.status.in_(OPEN_STATUSES),
+            Incident.status.in_(constants(OPEN_STATUSES)),
             visible_to(user),
         )
     )

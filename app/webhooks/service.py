@@ -21,6 +21,7 @@ from app.auth.service import Principal
 from app.db import table_of
 from app.errors import Conflict, Forbidden, InvalidInput, NotFound
 from app.kit.pagination import Key, Order, paginate_rows
+from app.kit.sql import constants
 from app.ministries.models import Ministry
 from app.ministries.service import get_by_code
 from app.models_base import apply_changes, check_version, new_id, requested_changes
@@ -399,7 +400,9 @@ async def purge_history(session: AsyncSession, cutoff: datetime, limit: int) -> 
     go with them), then outbox events before it that no delivery refers to."""
     finished = (
         select(Delivery.id)
-        .where(Delivery.status.in_(("delivered", "failed")), Delivery.created_at < cutoff)
+        .where(
+            Delivery.status.in_(constants(("delivered", "failed"))), Delivery.created_at < cutoff
+        )
         .limit(limit)
         .scalar_subquery()
     )
