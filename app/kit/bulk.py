@@ -2,7 +2,8 @@
 
 On PostgreSQL, rows travel as one array per column and the server unpacks them
 (``INSERT … SELECT … FROM unnest(…)``, ``UPDATE … FROM unnest(…)``): one statement, one
-plan, one execution, where an executemany runs the statement once per row. Elsewhere
+plan, one execution, where an executemany runs the statement once per row. A single row
+goes as plain values (``INSERT … VALUES``), and an insert of many rows by ``COPY``. Elsewhere
 (SQLite, in-process) an executemany is already cheap and is used as is.
 
 Values are passed as the database driver takes them (no SQLAlchemy type processing):
