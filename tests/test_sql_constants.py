@@ -7,7 +7,7 @@ from sqlalchemy import column, select, table
 from sqlalchemy.dialects import postgresql, sqlite
 
 from app.incidents.service import _duplicates_query
-from app.kit.sql import constants
+from app.kit.sql import constant, constants
 
 _t = table("t", column("status"))
 
@@ -31,3 +31,9 @@ def test_the_duplicate_hint_binds_only_the_incidents_own_values():
 def test_a_value_that_needs_quoting_is_refused(hostile):
     with pytest.raises(ValueError, match="not a plain constant"):
         constants([hostile])
+
+
+def test_an_integer_constant_is_written_as_it_is():
+    compiled = select(_t).where(column("level") < constant(3)).compile(dialect=postgresql.dialect())
+    assert "level < 3" in str(compiled)
+    assert compiled.params == {}

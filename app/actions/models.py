@@ -19,10 +19,10 @@ from app.actions.vocabulary import KINDS, OWNING_MINISTRIES, PRIORITIES, STATUSE
 from app.auth.models import User
 from app.db import Base
 from app.incidents.models import Incident
-from app.kit.sql import constants
+from app.kit.sql import constants, sql_literal
 from app.models_base import IdMixin, TimestampMixin
 
-_OPEN_SQL = "status NOT IN (" + ", ".join(f"'{s}'" for s in sorted(TERMINAL)) + ")"
+_OPEN_SQL = "status NOT IN (" + ", ".join(sql_literal(s) for s in sorted(TERMINAL)) + ")"
 _ESCALATABLE_SQL = _OPEN_SQL + " AND escalation_level < 3"
 
 

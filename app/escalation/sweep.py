@@ -76,7 +76,7 @@ from app.incidents.models import Incident, IncidentParticipant
 from app.incidents.states import INCIDENT_LIFECYCLE
 from app.incidents.visibility import visible_pairs
 from app.kit import bulk
-from app.kit.sql import constants
+from app.kit.sql import constant, constants
 from app.metrics import SWEEP_FAILURES
 from app.ministries.models import CO_LEAD_CODES, Ministry
 from app.models_base import new_id
@@ -295,18 +295,12 @@ class Claim:
         return where
 
 
-def _inline(value: int) -> ColumnElement[int]:
-    """A constant written into the statement: with bound parameters, the generic plan
-    PostgreSQL switches a prepared claim to after five runs reads far more rows."""
-    return literal(value, literal_execute=True)
-
-
 def _lane_of(incident_id: Any, lanes: int) -> ColumnElement[int]:
     """Which of ``lanes`` an incident's items are escalated in (PostgreSQL): a hash of its
     id, so lanes running side by side never append to one incident's timeline (each would
     wait for the other's chain head)."""
     hashed = cast(func.hashtext(cast(incident_id, Text)), BigInteger)
-    return func.abs(hashed) % _inline(lanes)
+    return func.abs(hashed) % constant(lanes)
 
 
 def _in_lane(incident_id: Any, lane: int, lanes: int) -> ColumnElement[bool]:
@@ -314,8 +308,8 @@ def _in_lane(incident_id: Any, lane: int, lanes: int) -> ColumnElement[bool]:
     PostgreSQL guesses that an equality on an expression keeps 0.5% of the rows (a third
     for an inequality), and at 0.5% the claim's generic plan walks every due action in
     due_at order instead of the partial index of escalatable ones."""
-    shifted = _lane_of(incident_id, lanes) + _inline(lanes - lane)
-    return shifted % _inline(lanes) < _inline(1)
+    shifted = _lane_of(incident_id, lanes) + constant(lanes - lane)
+    return shifted % constant(lanes) < constant(1)
 
 
 def _severity() -> Any:
@@ -353,7 +347,7 @@ async def _claim_actions(session: AsyncSession, claim: Claim) -> list[tuple[uuid
             # past-due action, terminal ones included.
             .where(
                 is_open(),
-                Action.escalation_level < literal(TOP_ACTION_LEVEL, literal_execute=True),
+                Action.escalation_level < constant(TOP_ACTION_LEVEL),
                 Action.due_at <= claim.now,
                 claim.due,
                 _incident_live(),  # actions of rejected or closed incidents never escalate

@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth.models import User
 from app.db import table_of
 from app.incidents.models import Incident, IncidentParticipant
+from app.kit import bulk
 from app.kit.sql import constants
 from app.ministries.models import Ministry
 
@@ -96,7 +97,7 @@ async def visible_pairs(
     if not wanted:
         return set()
     asked: Any
-    postgresql = session.get_bind().dialect.name == "postgresql"
+    postgresql = bulk.is_postgresql(session)
     if postgresql:
         # Two array parameters, whatever the batch size (a VALUES list of thousands of
         # pairs costs more to compile than to run), numbered from 1 by WITH ORDINALITY.
