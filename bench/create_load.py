@@ -286,6 +286,8 @@ def hey(
     rate: int | None = None,
 ) -> list[tuple[float, int]]:
     """(latency seconds, status) of each request ``hey`` completed."""
+    if requests is not None:
+        workers = min(workers, requests)  # hey refuses fewer requests than workers
     args = ["hey", "-o", "csv", "-c", str(workers), "-H", f"Authorization: Bearer {token}"]
     if requests is not None:
         args += ["-n", str(requests)]
