@@ -286,11 +286,11 @@ def hey(
     rate: int | None = None,
 ) -> list[tuple[float, int]]:
     """(latency seconds, status) of each request ``hey`` completed."""
+    args = ["hey", "-o", "csv", "-H", f"Authorization: Bearer {token}"]
     if requests is not None:
         workers = min(workers, requests)  # hey refuses fewer requests than workers
-    args = ["hey", "-o", "csv", "-c", str(workers), "-H", f"Authorization: Bearer {token}"]
-    if requests is not None:
         args += ["-n", str(requests)]
+    args += ["-c", str(workers)]
     if seconds is not None:
         args += ["-z", f"{seconds}s"]
     if rate is not None:
